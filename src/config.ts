@@ -1,0 +1,259 @@
+// One source of truth for configuration: every key, its default, its parser
+// and its documentation live in KEYS below. The README's table and
+// .env.example are checked against this table by a test.
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+import dotenv from 'dotenv';
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** The validated, frozen settings every worker of one generation shares. */
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly workers: number;
+  readonly message: string;
+  readonly appModule: string;
+  readonly readyTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly logLevel: LogLevel;
+  readonly healthPath: string;
+  /** Keys baton does not know: the app's own settings (e.g. DATABASE_URL). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+type Field = Exclude<keyof Config, 'env'>;
+
+interface KeySpec {
+  readonly field: Field;
+  readonly default: () => string;
+  readonly doc: string;
+  /** Parses a raw string or throws an Error whose message says what is wrong. */
+  readonly parse: (raw: string) => Config[Field];
+  /** false: changing it needs a restart, and a reload that changes it is refused. */
+  readonly reloadable: boolean;
+}
+
+function integer(min: number, max: number): (raw: string) => number {
+  return (raw) => {
+    const trimmed = raw.trim();
+    if (!/^\d+$/.test(trimmed)) throw new Error(`must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
+    const n = Number(trimmed);
+    if (n < min || n > max) throw new Error(`must be from ${min} to ${max}, got ${n}`);
+    return n;
+  };
+}
+
+function nonEmpty(raw: string): string {
+  if (raw.trim() === '') throw new Error('must not be empty');
+  return raw.trim();
+}
+
+export const KEYS = {
+  PORT: {
+    field: 'port', default: () => '8080', reloadable: false, parse: integer(0, 65535),
+    doc: 'TCP port the primary listens on; 0 picks a free port (shown in the ready line).',
+  },
+  HOST: {
+    field: 'host', default: () => '0.0.0.0', reloadable: false, parse: nonEmpty,
+    doc: 'Address the primary listens on.',
+  },
+  WORKERS: {
+    field: 'workers', default: () => String(availableParallelism()), reloadable: true, parse: integer(1, 1024),
+    doc: 'Worker processes per generation (default: the number of CPUs).',
+  },
+  MESSAGE: {
+    field: 'message', default: () => 'Before hot reload', reloadable: true, parse: (raw) => raw,
+    doc: 'What the demo app answers on GET /.',
+  },
+  APP_MODULE: {
+    field: 'appModule', default: () => '', reloadable: true, parse: (raw) => raw.trim(),
+    doc: 'Path (relative to the working directory) of the app module workers serve; empty means the built-in demo.',
+  },
+  READY_TIMEOUT_MS: {
+    field: 'readyTimeoutMs', default: () => '30000', reloadable: true, parse: integer(100, 3_600_000),
+    doc: 'How long a new worker may take to become ready before it is killed (and a reload rolled back).',
+  },
+  DRAIN_TIMEOUT_MS: {
+    field: 'drainTimeoutMs', default: () => '30000', reloadable: true, parse: integer(100, 3_600_000),
+    doc: 'How long a draining worker may take to finish its requests before it is killed.',
+  },
+  KEEP_ALIVE_TIMEOUT_MS: {
+    field: 'keepAliveTimeoutMs', default: () => '5000', reloadable: true, parse: integer(100, 600_000),
+    doc: 'Idle keep-alive timeout, advertised as Keep-Alive: timeout=N; a draining worker closes idle sockets after it.',
+  },
+  LOG_LEVEL: {
+    field: 'logLevel', default: () => 'info', reloadable: true,
+    parse: (raw) => {
+      const v = raw.trim().toLowerCase();
+      if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new Error(`must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
+      return v as LogLevel;
+    },
+    doc: `Log level: ${LOG_LEVELS.join(', ')}.`,
+  },
+  HEALTH_PATH: {
+    field: 'healthPath', default: () => '/healthz', reloadable: true,
+    parse: (raw) => {
+      const v = raw.trim();
+      if (!v.startsWith('/') || /[\s?#]/.test(v)) throw new Error(`must be a path starting with / (no spaces, ? or #), got ${JSON.stringify(raw)}`);
+      return v;
+    },
+    doc: 'Path every worker answers itself with JSON {pid, generation, configVersion}, whatever the app.',
+  },
+} as const satisfies Record<string, KeySpec>;
+
+export type ConfigKey = keyof typeof KEYS;
+export const CONFIG_KEYS = Object.keys(KEYS) as ConfigKey[];
+
+/** Not a .env key: where the .env file is comes from the environment or a flag. */
+export const DEFAULT_ENV_FILE = '.env';
+
+export type Source = 'flag' | 'env' | 'file' | 'default';
+
+export interface ConfigError {
+  readonly key: string;
+  readonly message: string;
+}
+
+export interface LoadedConfig {
+  readonly config: Config;
+  /** Where each baton key's value came from. */
+  readonly sources: Readonly<Record<ConfigKey, Source>>;
+  /** The file's raw key/values, kept to tell on reload what the file changed. */
+  readonly fileValues: Readonly<Record<string, string>>;
+  readonly envFile: string;
+  readonly fileFound: boolean;
+}
+
+export type LoadResult =
+  | { readonly ok: true; readonly loaded: LoadedConfig }
+  | { readonly ok: false; readonly errors: readonly ConfigError[]; readonly envFile: string };
+
+export interface LoadOptions {
+  /** Path of the .env file; relative paths resolve against cwd. */
+  readonly envFile: string;
+  /** The real environment (process.env): it wins over the file. */
+  readonly environment: Readonly<Record<string, string | undefined>>;
+  /** Command-line flags: they win over everything. */
+  readonly flags?: Readonly<Partial<Record<ConfigKey, string>>>;
+  readonly cwd?: string;
+}
+
+/** Reads and parses the .env file. A missing file is not an error: defaults apply. */
+function readEnvFile(path: string): { values: Record<string, string>; found: boolean } | ConfigError {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { values: {}, found: false };
+    return { key: 'ENV_FILE', message: `cannot read ${path}: ${(err as Error).message}` };
+  }
+  // dotenv.parse, not dotenv.config: config() writes into process.env, after
+  // which the "real environment wins" rule would freeze those keys forever.
+  return { values: dotenv.parse(text), found: true };
+}
+
+/**
+ * Precedence, the same at start and on every reload:
+ * flags > real environment > .env file > defaults.
+ */
+export function loadConfig(options: LoadOptions): LoadResult {
+  const envFile = resolve(options.cwd ?? process.cwd(), options.envFile);
+  const file = readEnvFile(envFile);
+  if ('key' in file) return { ok: false, errors: [file], envFile };
+
+  const errors: ConfigError[] = [];
+  const values: Partial<Record<Field, Config[Field]>> = {};
+  const sources = {} as Record<ConfigKey, Source>;
+  for (const key of CONFIG_KEYS) {
+    const spec: KeySpec = KEYS[key];
+    const flag = options.flags?.[key];
+    const fromEnv = options.environment[key];
+    const fromFile = file.values[key];
+    let raw: string;
+    if (flag !== undefined) { raw = flag; sources[key] = 'flag'; }
+    else if (fromEnv !== undefined) { raw = fromEnv; sources[key] = 'env'; }
+    else if (fromFile !== undefined) { raw = fromFile; sources[key] = 'file'; }
+    else { raw = spec.default(); sources[key] = 'default'; }
+    try {
+      values[spec.field] = spec.parse(raw);
+    } catch (err) {
+      const where = sources[key] === 'file' ? envFile : sources[key];
+      errors.push({ key, message: `${key} (from ${where}) ${(err as Error).message}` });
+    }
+  }
+  if (errors.length > 0) return { ok: false, errors, envFile };
+
+  // The app's own keys: everything in the file that baton does not know,
+  // with the real environment winning as for baton's keys.
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(file.values)) {
+    if (k in KEYS) continue;
+    env[k] = options.environment[k] ?? v;
+  }
+  const config = Object.freeze({ ...(values as Omit<Config, 'env'>), env: Object.freeze(env) });
+  return {
+    ok: true,
+    loaded: Object.freeze({ config, sources: Object.freeze(sources), fileValues: Object.freeze({ ...file.values }), envFile, fileFound: file.found }),
+  };
+}
+
+/** Keys whose value in the file is ignored because the environment or a flag sets them. */
+/** True when the file's value for `key` is ignored because the environment or a flag sets it. */
+function fileLoses(loaded: LoadedConfig, key: string, environment: Readonly<Record<string, string | undefined>>): boolean {
+  if (key in KEYS) {
+    const source = loaded.sources[key as ConfigKey];
+    return source === 'env' || source === 'flag';
+  }
+  return environment[key] !== undefined;
+}
+
+/** Keys set in the file whose value has no effect (env or a flag wins). */
+export function shadowedKeys(loaded: LoadedConfig, environment: Readonly<Record<string, string | undefined>>): string[] {
+  return Object.keys(loaded.fileValues).filter((k) => fileLoses(loaded, k, environment));
+}
+
+export interface ConfigDiff {
+  /** Keys whose effective value changed. */
+  readonly changed: string[];
+  /** Keys changed in the file whose new value has no effect (env/flag wins). */
+  readonly shadowed: string[];
+  /** Changed keys that cannot change on reload. */
+  readonly restartOnly: ConfigKey[];
+}
+
+export function diffConfig(prev: LoadedConfig, next: LoadedConfig, environment: Readonly<Record<string, string | undefined>>): ConfigDiff {
+  const changed: string[] = [];
+  const restartOnly: ConfigKey[] = [];
+  for (const key of CONFIG_KEYS) {
+    const field = KEYS[key].field;
+    if (prev.config[field] !== next.config[field]) {
+      changed.push(key);
+      if (!KEYS[key].reloadable) restartOnly.push(key);
+    }
+  }
+  const appKeys = new Set([...Object.keys(prev.config.env), ...Object.keys(next.config.env)]);
+  for (const k of appKeys) if (prev.config.env[k] !== next.config.env[k]) changed.push(k);
+
+  const fileKeys = new Set([...Object.keys(prev.fileValues), ...Object.keys(next.fileValues)]);
+  const shadowed = [...fileKeys].filter((k) => prev.fileValues[k] !== next.fileValues[k] && fileLoses(next, k, environment));
+  return { changed, shadowed, restartOnly };
+}
+
+const SECRET = /(^|_)(KEY|SECRET|TOKEN|PASSWORD|PASSWD|PASS|CREDENTIALS?|PRIVATE)(_|$)|(PASSWORD|SECRET|TOKEN)/i;
+
+/** True for keys whose values must never be logged. */
+export function isSecretKey(key: string): boolean {
+  return SECRET.test(key);
+}
+
+/** The config as it may be logged: app keys whose names look secret are redacted. */
+export function redacted(config: Config): Record<string, unknown> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(config.env)) env[k] = isSecretKey(k) ? '[redacted]' : v;
+  return { ...config, env };
+}

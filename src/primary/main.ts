@@ -1,0 +1,118 @@
+// The primary's start-up: flags, config, the listening socket, signals, then
+// the supervisor takes over. Everything after start-up happens in the
+// supervisor's event loop.
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { DEFAULT_ENV_FILE, loadConfig, shadowedKeys, type ConfigKey } from '../config.js';
+import { createLogger, serializeError } from '../log.js';
+import { Dispatcher } from './dispatcher.js';
+import { listen, type Listener } from './listener.js';
+import { EXIT, realClock, Supervisor } from './supervisor.js';
+import { clusterSpawner } from './worker-handle.js';
+
+export const USAGE = `Usage: node dist/primary.js [options]
+
+Options (each overrides the environment and the .env file):
+  --port N          PORT: TCP port to listen on (0 = a free port)
+  --host ADDR       HOST: address to listen on
+  --workers N       WORKERS: worker processes per generation
+  --env-file PATH   ENV_FILE: the .env file to read (default ./.env)
+  -h, --help        show this help
+
+Signals: HUP = rolling reload; TERM, INT, QUIT = ordered shutdown (twice = force).
+`;
+
+interface Args {
+  readonly flags: Partial<Record<ConfigKey, string>>;
+  readonly envFile: string | undefined;
+  readonly help: boolean;
+}
+
+export function parsePrimaryArgs(argv: readonly string[]): Args {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      workers: { type: 'string' },
+      'env-file': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const flags: Partial<Record<ConfigKey, string>> = {};
+  if (values.port !== undefined) flags.PORT = values.port;
+  if (values.host !== undefined) flags.HOST = values.host;
+  if (values.workers !== undefined) flags.WORKERS = values.workers;
+  return { flags, envFile: values['env-file'], help: values.help ?? false };
+}
+
+export async function runPrimary(argv: readonly string[]): Promise<void> {
+  let args: Args;
+  try {
+    args = parsePrimaryArgs(argv);
+  } catch (err) {
+    process.stderr.write(`baton: ${(err as Error).message}\n\n${USAGE}`);
+    process.exit(EXIT.usage);
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    process.exit(EXIT.ok);
+  }
+
+  let supervisor: Supervisor | undefined;
+  const log = createLogger({ role: 'primary', level: 'info', generation: () => supervisor?.generation ?? 0 });
+  const environment = process.env;
+  const envFile = args.envFile ?? environment.ENV_FILE ?? DEFAULT_ENV_FILE;
+  const load = () => loadConfig({ envFile, environment, flags: args.flags });
+
+  log.info({ node: process.version, envFile, cwd: process.cwd() }, 'starting up');
+  const first = load();
+  if (!first.ok) {
+    for (const e of first.errors) log.fatal({ key: e.key, envFile: first.envFile }, `invalid config: ${e.message}`);
+    process.stderr.write(`baton: invalid config:\n${first.errors.map((e) => `  ${e.message}`).join('\n')}\n`);
+    process.exit(EXIT.config);
+  }
+  const loaded = first.loaded;
+  log.level = loaded.config.logLevel;
+  if (!loaded.fileFound) log.info({ envFile: loaded.envFile }, 'no .env file: using defaults and the environment');
+  const shadowed = shadowedKeys(loaded, environment);
+  if (shadowed.length > 0) log.info({ keys: shadowed }, 'these .env keys are overridden by the environment or flags');
+
+  const dispatcher = new Dispatcher();
+  let listener: Listener;
+  try {
+    listener = await listen(loaded.config.host, loaded.config.port, (s) => dispatcher.accept(s),
+      (err) => log.error({ err: serializeError(err) }, 'listener error'));
+  } catch (err) {
+    const e = serializeError(err);
+    log.fatal({ err: e, host: loaded.config.host, port: loaded.config.port }, `cannot listen on ${loaded.config.host}:${loaded.config.port}: ${e.message}`);
+    process.exit(EXIT.listenFailed);
+  }
+
+  const sup = new Supervisor({
+    spawner: clusterSpawner(fileURLToPath(new URL('../worker.js', import.meta.url))),
+    clock: realClock,
+    loadConfig: load,
+    environment,
+    dispatcher,
+    stopAccepting: () => listener.close(),
+    address: () => listener.address,
+    log,
+    exit: (code) => process.exit(code),
+  }, loaded);
+  supervisor = sup;
+
+  // Handlers only enqueue: the supervisor's loop decides, logs and acts.
+  process.on('SIGHUP', () => sup.enqueue({ type: 'reload', source: 'SIGHUP' }));
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const) {
+    process.on(signal, () => sup.enqueue({ type: 'stop', source: signal }));
+  }
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err: serializeError(err) }, 'primary crashed');
+    // Workers notice the closed IPC channel and exit on their own.
+    process.exit(EXIT.failed);
+  });
+  sup.start();
+}

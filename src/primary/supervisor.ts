@@ -1,0 +1,472 @@
+// The primary's lifecycle, as one state machine fed by one queue.
+//
+// Signal handlers, worker messages, worker exits and timers only enqueue
+// events; `handle` takes them one at a time and is the only place the state
+// changes. Design statement: at most one generation is booting at a time, and
+// the serving generation is retired only once every worker of its successor
+// is ready.
+//
+//   state      | reload            | stop                 | unplanned worker exit
+//   starting   | remember one      | abort boot, exit 0   | exit 3 with its error
+//   running    | start reload      | drain all, exit 0    | respawn with backoff
+//   reloading  | remember one      | abandon, drain all   | new gen: roll back; old: respawn
+//   stopping   | ignore, log       | 2nd = stop-now       | count it down
+import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult } from '../config.js';
+import type { Logger } from '../log.js';
+import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type WorkerMessage } from '../protocol.js';
+import { Backoff } from './backoff.js';
+import type { Dispatcher } from './dispatcher.js';
+import { Generation } from './generation.js';
+import { WorkerHandle, type Spawner } from './worker-handle.js';
+
+export type State = 'starting' | 'running' | 'reloading' | 'stopping' | 'stopped';
+
+export type ReloadOutcome =
+  | { readonly ok: true; readonly generation: number; readonly durationMs: number }
+  | { readonly ok: false; readonly kind: 'rejected' | 'failed' | 'abandoned'; readonly reason: string; readonly errors?: readonly ConfigError[] };
+
+/** Commands come from signals (and later the control socket). */
+export type Command =
+  | { readonly type: 'reload'; readonly source: string; readonly reply?: (outcome: ReloadOutcome) => void }
+  | { readonly type: 'stop'; readonly source: string }
+  | { readonly type: 'stop-now'; readonly source: string };
+
+type Event =
+  | Command
+  | { readonly type: 'worker-message'; readonly worker: WorkerHandle; readonly msg: WorkerMessage }
+  | { readonly type: 'worker-exit'; readonly worker: WorkerHandle; readonly code: number | null; readonly signal: string | null }
+  | { readonly type: 'ready-deadline'; readonly worker: WorkerHandle }
+  | { readonly type: 'drain-deadline'; readonly worker: WorkerHandle }
+  | { readonly type: 'respawn'; readonly generation: number }
+  | { readonly type: 'force-exit' };
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(timer: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (t) => clearTimeout(t as NodeJS.Timeout),
+};
+
+export interface SupervisorDeps {
+  readonly spawner: Spawner;
+  readonly clock: Clock;
+  /** Re-reads and validates the config (the .env file). */
+  readonly loadConfig: () => LoadResult;
+  readonly environment: Readonly<Record<string, string | undefined>>;
+  readonly dispatcher: Dispatcher;
+  /** Closes the listening socket. */
+  readonly stopAccepting: () => void;
+  readonly address: () => { host: string; port: number };
+  readonly log: Logger;
+  readonly exit: (code: number) => void;
+}
+
+/** Exit codes, as documented in the README. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, bootFailed: 3, listenFailed: 4, config: 78 } as const;
+
+/** A worker that stayed up this long resets the respawn backoff. */
+const STABLE_MS = 10_000;
+/** After a forced stop, exit even if some exit event never comes. */
+const FORCE_EXIT_MS = 5_000;
+
+export class Supervisor {
+  private state: State = 'starting';
+  private current: Generation | undefined;
+  private next: Generation | undefined;
+  private readonly live = new Set<WorkerHandle>();
+  private readonly retiring = new Map<number, { since: number; remaining: number }>();
+  private readonly queue: Event[] = [];
+  private scheduled = false;
+  private generationSeq = 0;
+  private workerSeq = 0;
+  private configVersion = 1;
+  private loaded: LoadedConfig;
+  /** One reload remembered while another runs; its waiters share its outcome. */
+  private queuedReload: { sources: string[]; replies: ((o: ReloadOutcome) => void)[] } | undefined;
+  private activeReplies: ((o: ReloadOutcome) => void)[] = [];
+  private exitCode: number = EXIT.ok;
+  private stopStartedAt = 0;
+  private readonly backoff = new Backoff(100, 10_000);
+  private readonly startedAt: number;
+
+  constructor(private readonly deps: SupervisorDeps, initial: LoadedConfig) {
+    this.loaded = initial;
+    this.startedAt = deps.clock.now();
+  }
+
+  get currentState(): State {
+    return this.state;
+  }
+
+  /** The serving generation (or the booting first one), for log lines. */
+  get generation(): number {
+    return this.current?.id ?? this.next?.id ?? 0;
+  }
+
+  start(): void {
+    this.next = this.newGeneration(this.loaded, this.configVersion, this.startedAt);
+    this.fill(this.next);
+  }
+
+  /** The only way in: safe to call from a signal handler (it does nothing else). */
+  enqueue(event: Command | Event): void {
+    this.queue.push(event);
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => this.run());
+  }
+
+  private run(): void {
+    this.scheduled = false;
+    for (let ev = this.queue.shift(); ev; ev = this.queue.shift()) this.handle(ev);
+  }
+
+  private handle(ev: Event): void {
+    const log = this.deps.log;
+    switch (ev.type) {
+      case 'reload':
+        log.info({ source: ev.source, state: this.state }, 'reload requested');
+        return this.onReload(ev.source, ev.reply);
+      case 'stop':
+        log.info({ source: ev.source, state: this.state }, 'stop requested');
+        if (this.state === 'stopping') return this.stopNow(`second ${ev.source}`);
+        return this.beginStop(ev.source);
+      case 'stop-now':
+        return this.stopNow(ev.source);
+      case 'worker-message':
+        return this.onWorkerMessage(ev.worker, ev.msg);
+      case 'worker-exit':
+        return this.onWorkerExit(ev.worker, ev.code, ev.signal);
+      case 'ready-deadline':
+        if (ev.worker.state !== 'booting') return;
+        ev.worker.failure = `worker ${ev.worker.pid} not ready within ${ev.worker.gen.config.readyTimeoutMs} ms`;
+        return ev.worker.proc.kill();
+      case 'drain-deadline':
+        if (ev.worker.state !== 'draining') return;
+        log.warn({ workerId: ev.worker.id, workerPid: ev.worker.pid, workerGeneration: ev.worker.gen.id, drainTimeoutMs: this.loaded.config.drainTimeoutMs },
+          'worker did not drain in time; killing it');
+        if (this.state === 'stopping') this.exitCode = EXIT.failed;
+        return ev.worker.proc.kill();
+      case 'respawn':
+        if (this.current?.id === ev.generation && (this.state === 'running' || this.state === 'reloading')) this.fill(this.current);
+        return;
+      case 'force-exit':
+        if (this.state !== 'stopped') this.finish();
+        return;
+    }
+  }
+
+  // ---- reload -------------------------------------------------------------
+
+  private onReload(source: string, reply?: (o: ReloadOutcome) => void): void {
+    switch (this.state) {
+      case 'running':
+        if (reply) this.activeReplies.push(reply);
+        return this.startReload();
+      case 'starting':
+      case 'reloading': {
+        // Coalesce: however many arrive, one more reload runs afterwards,
+        // and it reads the newest config.
+        this.queuedReload ??= { sources: [], replies: [] };
+        this.queuedReload.sources.push(source);
+        if (reply) this.queuedReload.replies.push(reply);
+        this.deps.log.info({ source, state: this.state }, 'reload queued: it runs when the current one ends');
+        return;
+      }
+      case 'stopping':
+      case 'stopped':
+        this.deps.log.warn({ source }, 'reload ignored: shutting down');
+        reply?.({ ok: false, kind: 'rejected', reason: 'shutting down' });
+        return;
+    }
+  }
+
+  private startReload(): void {
+    const log = this.deps.log;
+    const current = this.current;
+    if (!current) return;
+    const requestedAt = this.deps.clock.now();
+    const result = this.deps.loadConfig();
+    if (!result.ok) {
+      log.error({ envFile: result.envFile, errors: result.errors }, `reload rejected: ${result.errors.map((e) => e.message).join('; ')}`);
+      return this.endReload({ ok: false, kind: 'rejected', reason: result.errors.map((e) => e.message).join('; '), errors: result.errors });
+    }
+    const diff = diffConfig(current.loaded, result.loaded, this.deps.environment);
+    if (diff.restartOnly.length > 0) {
+      const what = diff.restartOnly.map((k) => k).join(', ');
+      const reason = `${what} cannot change on reload (the listening socket is kept for the primary's life); restart baton to apply it`;
+      log.error({ keys: diff.restartOnly }, `reload rejected: ${reason}`);
+      return this.endReload({ ok: false, kind: 'rejected', reason });
+    }
+    for (const key of diff.shadowed) {
+      log.warn({ key }, `${key} changed in the .env file but the environment (or a flag) sets it: the file's value is ignored`);
+    }
+    if (diff.changed.length > 0) this.configVersion++;
+    this.state = 'reloading';
+    this.next = this.newGeneration(result.loaded, this.configVersion, requestedAt);
+    log.info({ newGeneration: this.next.id, configVersion: this.configVersion, changed: diff.changed, workers: this.next.size }, 'reload started');
+    this.fill(this.next);
+  }
+
+  /** The booting generation is all ready: it serves, its predecessor drains. */
+  private promote(gen: Generation): void {
+    const log = this.deps.log;
+    const old = this.current;
+    this.current = gen;
+    this.next = undefined;
+    this.loaded = gen.loaded;
+    log.level = gen.config.logLevel;
+    this.deps.dispatcher.setTargets(gen.ready());
+    const durationMs = Math.round(this.deps.clock.now() - gen.requestedAt);
+    if (!old) {
+      this.state = 'running';
+      const { host, port } = this.deps.address();
+      log.info({ host, port, workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs }, 'ready');
+    } else {
+      this.retire(old, 'reload');
+      log.info({ workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs }, 'reload complete');
+      this.endReload({ ok: true, generation: gen.id, durationMs });
+      return;
+    }
+    this.runQueuedReload();
+  }
+
+  private failGeneration(gen: Generation, reason: string): void {
+    const log = this.deps.log;
+    this.next = undefined;
+    for (const w of gen.workers) this.abandon(w);
+    if (this.state === 'starting') {
+      log.fatal({ reason }, `startup failed: ${reason}`);
+      this.exitCode = EXIT.bootFailed;
+      return this.shutdownAfterFailure();
+    }
+    log.error({ failedGeneration: gen.id, reason }, `reload failed: ${reason}; generation ${this.current?.id} keeps serving`);
+    this.endReload({ ok: false, kind: 'failed', reason });
+  }
+
+  private endReload(outcome: ReloadOutcome): void {
+    if (this.state === 'reloading') this.state = 'running';
+    for (const reply of this.activeReplies.splice(0)) reply(outcome);
+    this.runQueuedReload();
+  }
+
+  private runQueuedReload(): void {
+    const queued = this.queuedReload;
+    if (!queued || this.state !== 'running') return;
+    this.queuedReload = undefined;
+    this.activeReplies.push(...queued.replies);
+    this.deps.log.info({ sources: queued.sources }, 'running queued reload');
+    this.startReload();
+  }
+
+  // ---- workers ------------------------------------------------------------
+
+  private newGeneration(loaded: LoadedConfig, configVersion: number, requestedAt: number): Generation {
+    return new Generation(++this.generationSeq, loaded, configVersion, loaded.config.workers, requestedAt);
+  }
+
+  /** Spawns workers until `gen` has its full size. */
+  private fill(gen: Generation): void {
+    while (gen.workers.size < gen.size) this.spawn(gen);
+  }
+
+  private spawn(gen: Generation): WorkerHandle {
+    const { clock, spawner } = this.deps;
+    let worker!: WorkerHandle;
+    const proc = spawner.spawn({
+      message: (raw) => {
+        const msg = parseWorkerMessage(raw);
+        if (!msg) return;
+        // Acks are the data path: straight to the dispatcher, not the queue.
+        if (msg.type === 'ack') this.deps.dispatcher.ack(msg.id);
+        else this.enqueue({ type: 'worker-message', worker, msg });
+      },
+      exit: (code, signal) => this.enqueue({ type: 'worker-exit', worker, code, signal }),
+      error: (err) => this.deps.log.error({ err: err.message, workerId: worker.id }, 'worker process error'),
+    });
+    worker = new WorkerHandle(++this.workerSeq, gen, proc, clock.now());
+    gen.workers.add(worker);
+    this.live.add(worker);
+    worker.timer = clock.setTimeout(() => this.enqueue({ type: 'ready-deadline', worker }), gen.config.readyTimeoutMs);
+    this.deps.log.debug({ workerId: worker.id, workerPid: worker.pid, workerGeneration: gen.id }, 'worker forked');
+    return worker;
+  }
+
+  private onWorkerMessage(worker: WorkerHandle, msg: WorkerMessage): void {
+    const log = this.deps.log;
+    switch (msg.type) {
+      case 'hello':
+        if (msg.protocol !== PROTOCOL_VERSION) {
+          worker.failure = `worker speaks IPC protocol ${msg.protocol}, this primary speaks ${PROTOCOL_VERSION}: restart the primary to run the new code`;
+          worker.proc.kill();
+          return;
+        }
+        worker.proc.send({ type: 'init', protocol: PROTOCOL_VERSION, generation: worker.gen.id, workerId: worker.id, configVersion: worker.gen.configVersion, config: worker.gen.config });
+        return;
+      case 'fatal':
+        worker.failure = msg.error.message;
+        log.error({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id, error: msg.error }, `worker failed: ${msg.error.message}`);
+        return;
+      case 'ready':
+        if (worker.state !== 'booting' || worker.planned) return;
+        this.deps.clock.clearTimeout(worker.timer);
+        worker.state = 'ready';
+        worker.readyAt = this.deps.clock.now();
+        log.debug({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id }, 'worker ready');
+        if (worker.gen === this.next) {
+          if (worker.gen.ready().length >= worker.gen.size) this.promote(worker.gen);
+        } else if (worker.gen === this.current) {
+          this.deps.dispatcher.add(worker);
+        }
+        return;
+      case 'ack':
+        return;
+    }
+  }
+
+  private onWorkerExit(worker: WorkerHandle, code: number | null, signal: string | null): void {
+    const { clock, dispatcher, log } = this.deps;
+    const wasState = worker.state;
+    clock.clearTimeout(worker.timer);
+    worker.state = 'exited';
+    worker.gen.workers.delete(worker);
+    this.live.delete(worker);
+    dispatcher.workerGone(worker);
+
+    const fields = { workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id, code, signal, planned: worker.planned };
+    if (worker.planned) log.info(fields, 'worker exited');
+    else log.warn({ ...fields, reason: worker.failure }, 'worker exited unexpectedly');
+
+    if (wasState === 'draining') this.countRetired(worker);
+
+    if (!worker.planned) {
+      if (worker.gen === this.next) {
+        this.failGeneration(worker.gen, worker.failure ?? describeExit(worker.pid, code, signal));
+      } else if (worker.gen === this.current && (this.state === 'running' || this.state === 'reloading')) {
+        this.scheduleRespawn(worker);
+      }
+    }
+    if ((this.state === 'stopping') && this.live.size === 0) this.finish();
+  }
+
+  private scheduleRespawn(worker: WorkerHandle): void {
+    const { clock, log } = this.deps;
+    if (worker.readyAt !== undefined && clock.now() - worker.readyAt >= STABLE_MS) this.backoff.reset();
+    const delayMs = this.backoff.next();
+    const generation = worker.gen.id;
+    log.warn({ workerGeneration: generation, delayMs }, 'respawning worker');
+    clock.setTimeout(() => this.enqueue({ type: 'respawn', generation }), delayMs);
+  }
+
+  /** Stop routing to `worker`, ask it to drain, and kill it at the deadline. */
+  private drain(worker: WorkerHandle, reason: DrainReason): void {
+    const { clock, dispatcher } = this.deps;
+    dispatcher.remove(worker);
+    worker.gen.workers.delete(worker);
+    worker.planned = true;
+    if (worker.state === 'booting') return this.abandon(worker);
+    if (worker.state !== 'draining') {
+      worker.state = 'draining';
+      clock.clearTimeout(worker.timer);
+      worker.timer = clock.setTimeout(() => this.enqueue({ type: 'drain-deadline', worker }), this.loaded.config.drainTimeoutMs);
+    }
+    worker.proc.send({ type: 'drain', reason });
+  }
+
+  /** A worker that never served: kill it, its exit is expected. */
+  private abandon(worker: WorkerHandle): void {
+    worker.planned = true;
+    worker.gen.workers.delete(worker);
+    this.deps.clock.clearTimeout(worker.timer);
+    worker.proc.kill();
+  }
+
+  private retire(gen: Generation, reason: DrainReason): void {
+    const workers = [...gen.workers];
+    for (const w of workers) this.drain(w, reason);
+    // Booting workers were killed, not drained: only drainers are waited for.
+    const remaining = workers.filter((w) => w.state === 'draining').length;
+    if (remaining > 0) this.retiring.set(gen.id, { since: this.deps.clock.now(), remaining });
+  }
+
+  private countRetired(worker: WorkerHandle): void {
+    const entry = this.retiring.get(worker.gen.id);
+    if (!entry || --entry.remaining > 0) return;
+    this.retiring.delete(worker.gen.id);
+    this.deps.log.info({ retiredGeneration: worker.gen.id, durationMs: Math.round(this.deps.clock.now() - entry.since) }, 'generation retired');
+  }
+
+  // ---- shutdown -----------------------------------------------------------
+
+  private beginStop(source: string): void {
+    const log = this.deps.log;
+    const was = this.state;
+    this.state = 'stopping';
+    this.stopStartedAt = this.deps.clock.now();
+    log.info({ source, was }, 'shutdown started');
+    this.deps.stopAccepting();
+    this.deps.dispatcher.closeWaiting();
+    if (this.next) {
+      if (was === 'reloading') log.warn({ abandonedGeneration: this.next.id }, 'reload abandoned: shutting down');
+      for (const w of this.next.workers) this.abandon(w);
+      this.next = undefined;
+    }
+    this.endPendingReloads('shutting down');
+    // Workers already draining from a reload: their idle sockets can go now.
+    for (const w of this.live) if (w.state === 'draining') w.proc.send({ type: 'drain', reason: 'shutdown' });
+    if (this.current) this.retire(this.current, 'shutdown');
+    if (this.live.size === 0) this.finish();
+  }
+
+  private stopNow(source: string): void {
+    const log = this.deps.log;
+    if (this.state === 'stopped') return;
+    log.warn({ source, workers: this.live.size }, 'forced shutdown: killing workers');
+    if (this.state !== 'stopping') {
+      this.stopStartedAt = this.deps.clock.now();
+      this.deps.stopAccepting();
+      this.deps.dispatcher.closeWaiting();
+    }
+    this.state = 'stopping';
+    this.exitCode = EXIT.failed;
+    this.next = undefined;
+    this.endPendingReloads('shutting down');
+    for (const w of this.live) this.abandon(w);
+    if (this.live.size === 0) return this.finish();
+    this.deps.clock.setTimeout(() => this.enqueue({ type: 'force-exit' }), FORCE_EXIT_MS);
+  }
+
+  /** The first generation could not boot: kill what is left, then exit. */
+  private shutdownAfterFailure(): void {
+    this.state = 'stopping';
+    this.stopStartedAt = this.deps.clock.now();
+    this.deps.stopAccepting();
+    this.deps.dispatcher.closeWaiting();
+    this.endPendingReloads('startup failed');
+    for (const w of this.live) this.abandon(w);
+    if (this.live.size === 0) this.finish();
+  }
+
+  private endPendingReloads(reason: string): void {
+    const replies = [...this.activeReplies.splice(0), ...(this.queuedReload?.replies ?? [])];
+    this.queuedReload = undefined;
+    for (const reply of replies) reply({ ok: false, kind: 'abandoned', reason });
+  }
+
+  private finish(): void {
+    this.state = 'stopped';
+    const durationMs = Math.round(this.deps.clock.now() - this.stopStartedAt);
+    const msg = this.exitCode === EXIT.ok ? 'shutdown complete' : 'shutdown complete with errors';
+    this.deps.log.info({ exitCode: this.exitCode, durationMs }, msg);
+    this.deps.exit(this.exitCode);
+  }
+}
+
+function describeExit(pid: number, code: number | null, signal: string | null): string {
+  return signal ? `worker ${pid} was killed by ${signal} before it was ready` : `worker ${pid} exited with code ${code} before it was ready`;
+}

@@ -1,0 +1,80 @@
+// The primary's view of one worker process, and the seam behind which the
+// real process sits (cluster.fork in production, a fake in unit tests).
+import cluster from 'node:cluster';
+import type { Socket } from 'node:net';
+import type { PrimaryMessage } from '../protocol.js';
+import type { Generation } from './generation.js';
+
+/** What the supervisor needs of a worker process. */
+export interface WorkerProcess {
+  readonly pid: number;
+  connected(): boolean;
+  send(msg: PrimaryMessage, socket?: Socket, done?: (err: Error | null) => void): void;
+  /** SIGKILL: workers ignore terminal signals by design. */
+  kill(): void;
+}
+
+export interface WorkerEvents {
+  message(raw: unknown): void;
+  exit(code: number | null, signal: string | null): void;
+  error(err: Error): void;
+}
+
+export interface Spawner {
+  spawn(events: WorkerEvents): WorkerProcess;
+}
+
+export type WorkerState = 'booting' | 'ready' | 'draining' | 'exited';
+
+export class WorkerHandle {
+  state: WorkerState = 'booting';
+  readyAt: number | undefined;
+  /** Why it failed to boot, once known (its own error, or a timeout). */
+  failure: string | undefined;
+  /** Its exit was asked for (drain, abandoned generation, forced stop). */
+  planned = false;
+  /** The pending deadline: readiness while booting, drain while draining. */
+  timer: unknown;
+
+  constructor(
+    readonly id: number,
+    readonly gen: Generation,
+    readonly proc: WorkerProcess,
+    readonly startedAt: number,
+  ) {}
+
+  get pid(): number {
+    return this.proc.pid;
+  }
+}
+
+/** Real workers: cluster.fork of dist/worker.js, sharing the primary's stdout. */
+export function clusterSpawner(workerEntry: string): Spawner {
+  // Workers never listen through cluster (the primary hands them sockets), so
+  // cluster's scheduling does not matter; it gives us fork + IPC with handles.
+  cluster.setupPrimary({ exec: workerEntry, args: [], silent: false });
+  return {
+    spawn(events) {
+      const worker = cluster.fork();
+      worker.on('message', (raw: unknown) => events.message(raw));
+      worker.on('exit', (code: number | null, signal: string | null) => events.exit(code, signal));
+      worker.on('error', (err: Error) => events.error(err));
+      return {
+        pid: worker.process.pid ?? -1,
+        connected: () => worker.isConnected(),
+        send(msg, socket, done) {
+          if (!worker.isConnected()) {
+            done?.(new Error('worker IPC channel closed'));
+            return;
+          }
+          const cb = (err: Error | null): void => done?.(err);
+          if (socket) worker.process.send(msg, socket, { keepOpen: true }, cb);
+          else worker.process.send(msg, undefined, {}, cb);
+        },
+        kill() {
+          worker.process.kill('SIGKILL');
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,67 @@
+// The IPC protocol between the primary and its workers: one discriminated
+// union each way. A reload runs the worker code now on disk under a primary
+// that keeps the code it started with, so both sides check the version.
+import type { Config } from './config.js';
+
+/** Bump on any incompatible change to the messages below. */
+export const PROTOCOL_VERSION = 1;
+
+export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
+
+/** Primary → worker. */
+export type PrimaryMessage =
+  /** Answer to `hello`: everything the worker needs to build its app. */
+  | { readonly type: 'init'; readonly protocol: number; readonly generation: number; readonly workerId: number; readonly configVersion: number; readonly config: Config }
+  /** Comes with a socket handle: a client connection to serve. */
+  | { readonly type: 'conn'; readonly id: number }
+  /** Stop taking connections, finish in-flight requests, exit. */
+  | { readonly type: 'drain'; readonly reason: DrainReason };
+
+/** Worker → primary. */
+export type WorkerMessage =
+  | { readonly type: 'hello'; readonly protocol: number }
+  | { readonly type: 'ready'; readonly protocol: number }
+  /** The connection `id` was received: the primary may drop its copy. */
+  | { readonly type: 'ack'; readonly id: number }
+  /** The worker cannot boot (or crashed); sent just before it exits. */
+  | { readonly type: 'fatal'; readonly error: { readonly message: string; readonly stack?: string } };
+
+function isObject(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null;
+}
+
+/** Validates what a worker sent; anything else is ignored by the primary. */
+export function parseWorkerMessage(x: unknown): WorkerMessage | undefined {
+  if (!isObject(x)) return undefined;
+  switch (x.type) {
+    case 'hello':
+    case 'ready':
+      return typeof x.protocol === 'number' ? { type: x.type, protocol: x.protocol } : undefined;
+    case 'ack':
+      return typeof x.id === 'number' ? { type: 'ack', id: x.id } : undefined;
+    case 'fatal': {
+      const e = x.error;
+      if (!isObject(e) || typeof e.message !== 'string') return undefined;
+      return { type: 'fatal', error: { message: e.message, ...(typeof e.stack === 'string' ? { stack: e.stack } : {}) } };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Validates what the primary sent. */
+export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
+  if (!isObject(x)) return undefined;
+  switch (x.type) {
+    case 'init':
+      return typeof x.protocol === 'number' && typeof x.generation === 'number' && typeof x.workerId === 'number'
+        && typeof x.configVersion === 'number' && isObject(x.config)
+        ? (x as unknown as PrimaryMessage) : undefined;
+    case 'conn':
+      return typeof x.id === 'number' ? { type: 'conn', id: x.id } : undefined;
+    case 'drain':
+      return x.reason === 'reload' || x.reason === 'shutdown' || x.reason === 'scale-down' ? { type: 'drain', reason: x.reason } : undefined;
+    default:
+      return undefined;
+  }
+}

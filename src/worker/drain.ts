@@ -1,0 +1,110 @@
+// Connection accounting for a worker whose http.Server is fed sockets by hand
+// (it never listens, so server.close() cannot help): counts sockets and
+// in-flight requests, and drains them without the keep-alive race.
+//
+// The race: destroying a keep-alive socket that looks idle can cross a request
+// the client is sending on it. So a reload never closes an idle socket at the
+// instant of the drain: in-flight and later responses carry Connection: close,
+// and idle sockets end by the keep-alive timeout the server already advertises
+// (well-behaved clients stop reusing a socket before that).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { DrainReason } from '../protocol.js';
+
+interface SocketState {
+  inFlight: number;
+  idleTimer: NodeJS.Timeout | undefined;
+}
+
+/** How long a socket we ended may stay half-open before it is destroyed. */
+const END_GRACE_MS = 1000;
+
+export class ConnectionTracker {
+  private readonly sockets = new Map<Socket, SocketState>();
+  private readonly responses = new Set<ServerResponse>();
+  private drainReason: DrainReason | undefined;
+  private onEmpty: (() => void) | undefined;
+  private servedCount = 0;
+
+  constructor(private readonly idleTimeoutMs: number) {}
+
+  get draining(): boolean {
+    return this.drainReason !== undefined;
+  }
+
+  get stats(): { sockets: number; inFlight: number; served: number } {
+    return { sockets: this.sockets.size, inFlight: this.responses.size, served: this.servedCount };
+  }
+
+  /** A new connection handed to this worker. */
+  addSocket(socket: Socket): void {
+    const state: SocketState = { inFlight: 0, idleTimer: undefined };
+    this.sockets.set(socket, state);
+    socket.once('close', () => {
+      clearTimeout(state.idleTimer);
+      this.sockets.delete(socket);
+      this.checkEmpty();
+    });
+    if (this.draining) this.becameIdle(socket, state);
+  }
+
+  /** A request began on `req.socket`; call before the app sees it. */
+  beginRequest(req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket;
+    const state = this.sockets.get(socket);
+    if (state) {
+      state.inFlight++;
+      clearTimeout(state.idleTimer);
+      state.idleTimer = undefined;
+    }
+    this.responses.add(res);
+    if (this.draining) res.setHeader('Connection', 'close');
+    res.once('close', () => {
+      this.responses.delete(res);
+      this.servedCount++;
+      if (state && --state.inFlight === 0 && this.draining && !socket.destroyed) this.becameIdle(socket, state);
+    });
+  }
+
+  /**
+   * Stops keep-alive and calls `onEmpty` once no socket is left. On shutdown
+   * idle sockets are ended at once (the server is going away); on a reload
+   * they keep their keep-alive timeout. Returns false if nothing changed.
+   */
+  drain(reason: DrainReason, onEmpty: () => void): boolean {
+    // A reload drain may be escalated to a shutdown drain, never the reverse.
+    if (this.drainReason === reason || this.drainReason === 'shutdown') return false;
+    this.drainReason = reason;
+    this.onEmpty = onEmpty;
+    // Responses not started yet will close their connection when done.
+    for (const res of this.responses) if (!res.headersSent) res.setHeader('Connection', 'close');
+    for (const [socket, state] of this.sockets) if (state.inFlight === 0) this.becameIdle(socket, state);
+    this.checkEmpty();
+    return true;
+  }
+
+  private becameIdle(socket: Socket, state: SocketState): void {
+    clearTimeout(state.idleTimer);
+    if (this.drainReason === 'shutdown') {
+      endSocket(socket);
+      return;
+    }
+    state.idleTimer = setTimeout(() => endSocket(socket), this.idleTimeoutMs);
+  }
+
+  private checkEmpty(): void {
+    if (this.draining && this.sockets.size === 0 && this.onEmpty) {
+      const done = this.onEmpty;
+      this.onEmpty = undefined;
+      done();
+    }
+  }
+}
+
+/** Ends a socket gracefully (flushing what is written), destroying it if the peer never closes. */
+function endSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  socket.end();
+  const timer = setTimeout(() => socket.destroy(), END_GRACE_MS);
+  socket.once('close', () => clearTimeout(timer));
+}

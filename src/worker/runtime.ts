@@ -1,0 +1,136 @@
+// A worker's life: hello → init (config snapshot) → build the app → ready →
+// serve sockets the primary hands over → drain → exit.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Config } from '../config.js';
+import { createLogger, serializeError, type Logger } from '../log.js';
+import { parsePrimaryMessage, PROTOCOL_VERSION, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
+import { loadApp, type AppHandle } from './app-host.js';
+import { ConnectionTracker } from './drain.js';
+
+type InitMessage = Extract<PrimaryMessage, { type: 'init' }>;
+
+function send(msg: WorkerMessage): void {
+  process.send?.(msg);
+}
+
+/** Reports a boot failure or crash to the primary, then exits. */
+function die(err: unknown, log?: Logger): never {
+  const error = serializeError(err);
+  log?.fatal({ err: error }, 'worker failed');
+  if (!log) process.stderr.write(`baton worker ${process.pid}: ${error.stack ?? error.message}\n`);
+  send({ type: 'fatal', error });
+  process.exit(1);
+}
+
+function waitForInit(): Promise<InitMessage> {
+  return new Promise((resolve) => {
+    const onMessage = (raw: unknown): void => {
+      const msg = parsePrimaryMessage(raw);
+      if (msg?.type !== 'init') return;
+      process.off('message', onMessage);
+      resolve(msg);
+    };
+    process.on('message', onMessage);
+  });
+}
+
+export async function runWorker(): Promise<void> {
+  if (!process.send) {
+    process.stderr.write('baton: dist/worker.js is started by the primary; run node dist/primary.js\n');
+    process.exit(2);
+  }
+  let log: Logger | undefined;
+  process.on('uncaughtException', (err) => die(err, log));
+  process.on('unhandledRejection', (err) => die(err, log));
+
+  send({ type: 'hello', protocol: PROTOCOL_VERSION });
+  const init = await waitForInit();
+  if (init.protocol !== PROTOCOL_VERSION) {
+    die(new Error(`primary speaks IPC protocol ${init.protocol}, this worker speaks ${PROTOCOL_VERSION}: restart the primary to run this code`));
+  }
+  const { config, generation, workerId, configVersion } = init;
+  log = createLogger({ role: 'worker', level: config.logLevel, generation: () => generation });
+  // The app's own keys reach it in process.env too, as apps expect.
+  for (const [k, v] of Object.entries(config.env)) process.env[k] = v;
+
+  let app: AppHandle;
+  try {
+    app = await loadApp({ config, generation, workerId, log });
+  } catch (err) {
+    die(err, log);
+  }
+  serve(app, { config, generation, workerId, configVersion }, log);
+}
+
+interface Identity {
+  readonly config: Config;
+  readonly generation: number;
+  readonly workerId: number;
+  readonly configVersion: number;
+}
+
+function serve(app: AppHandle, id: Identity, log: Logger): void {
+  const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs);
+  const health = (res: ServerResponse): void => {
+    const body = JSON.stringify({
+      status: tracker.draining ? 'draining' : 'ok',
+      pid: process.pid, generation: id.generation, workerId: id.workerId, configVersion: id.configVersion,
+    });
+    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    tracker.beginRequest(req, res);
+    const path = req.url?.split('?', 1)[0];
+    if (path === id.config.healthPath && (req.method === 'GET' || req.method === 'HEAD')) return health(res);
+    app.handler(req, res);
+  });
+  server.keepAliveTimeout = id.config.keepAliveTimeoutMs;
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    // A client that resets or sends garbage: answer 400 if we still can.
+    if (err.code !== 'ECONNRESET' && socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
+  // The server never listens (the primary owns the port), but 'listening'
+  // starts Node's connection bookkeeping: header/request timeouts depend on it.
+  server.emit('listening');
+
+  let exiting = false;
+  const exit = async (): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    try {
+      await app.close?.();
+    } catch (err) {
+      log.error({ err: serializeError(err) }, 'app close hook failed');
+    }
+    log.info({ served: tracker.stats.served }, 'worker drained, exiting');
+    process.exit(0);
+  };
+
+  process.on('message', (raw: unknown, handle: unknown) => {
+    const msg = parsePrimaryMessage(raw);
+    if (!msg) return;
+    switch (msg.type) {
+      case 'conn': {
+        // Acknowledge first: until then the primary keeps its copy of the
+        // socket, to hand it to another worker if this one dies.
+        send({ type: 'ack', id: msg.id });
+        if (!handle) return;
+        const socket = handle as Socket;
+        tracker.addSocket(socket);
+        server.emit('connection', socket);
+        return;
+      }
+      case 'drain':
+        if (tracker.drain(msg.reason, () => void exit())) log.info({ reason: msg.reason, ...tracker.stats }, 'draining');
+        return;
+      case 'init':
+        return;
+    }
+  });
+
+  send({ type: 'ready', protocol: PROTOCOL_VERSION });
+  log.debug({ workerId: id.workerId, configVersion: id.configVersion }, 'worker ready');
+}
