@@ -20,7 +20,7 @@ export function createApp(ctx: AppContext): RequestListener {
       const raw = url.searchParams.get('ms') ?? '1000';
       const ms = Number(raw);
       if (!Number.isInteger(ms) || ms < 0 || ms > MAX_SLOW_MS) return send(res, 400, `ms must be a whole number from 0 to ${MAX_SLOW_MS}\n`);
-      const timer = setTimeout(() => send(res, 200, `slept ${ms} ms\n`), ms);
+      const timer = setTimeout(() => send(res, 200, `slept ${ms} ms in generation ${ctx.generation}\n`), ms);
       res.once('close', () => clearTimeout(timer));
       return;
     }

@@ -73,9 +73,12 @@ interface Identity {
 function serve(app: AppHandle, id: Identity, log: Logger): void {
   const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs);
   const health = (res: ServerResponse): void => {
+    const { inFlight, sockets, served } = tracker.stats;
     const body = JSON.stringify({
       status: tracker.draining ? 'draining' : 'ok',
       pid: process.pid, generation: id.generation, workerId: id.workerId, configVersion: id.configVersion,
+      // Not counting this health request itself.
+      inFlight: inFlight - 1, connections: sockets, served,
     });
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(body);

@@ -1,0 +1,123 @@
+// @ts-check
+// SIGHUP: the rolling reload, seen from outside as a user would.
+import test from 'ava';
+import { FIXTURES, pollUntil, startBaton } from './helpers/baton.js';
+import { get, waitInFlight } from './helpers/http.js';
+import { join } from 'node:path';
+
+test('GET / answers MESSAGE; SIGHUP after editing .env changes it and retires the old workers', async (t) => {
+  const baton = await startBaton({ t, env: { MESSAGE: 'Before hot reload' } });
+  const ready = await baton.waitForLog('ready');
+  t.is(ready.generation, 1);
+  t.is(/** @type {number[]} */ (ready.workers).length, 2);
+  t.is((await get(baton.port, '/')).body, 'Before hot reload\n');
+
+  const health = JSON.parse((await get(baton.port, '/healthz')).body);
+  t.like(health, { generation: 1, configVersion: 1, status: 'ok' });
+  t.is((await get(baton.port, '/nope')).status, 404);
+
+  baton.writeEnv({ MESSAGE: 'After hot reload' });
+  const outcome = await baton.reload();
+  t.is(outcome.msg, 'reload complete');
+  t.is(outcome.generation, 2);
+  t.is((await get(baton.port, '/')).body, 'After hot reload\n');
+  t.like(JSON.parse((await get(baton.port, '/healthz')).body), { generation: 2, configVersion: 2 });
+
+  const oldPids = /** @type {number[]} */ (ready.workers);
+  await baton.waitForLog((l) => l.msg === 'generation retired' && l.retiredGeneration === 1);
+  t.true(await pollUntil(() => oldPids.every((p) => !baton.groupPids().includes(p)), 5000), 'old workers gone');
+  t.is(baton.groupPids().length, 3, 'primary + 2 workers');
+});
+
+test('a /slow request in flight across SIGHUP completes with 200 from the old generation', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1' } });
+  const slow = get(baton.port, '/slow?ms=1500');
+  await waitInFlight(baton.port, 1);
+  baton.writeEnv({ MESSAGE: 'new' });
+  const since = baton.logs.length;
+  baton.signal('SIGHUP');
+  const draining = await baton.waitForLog((l) => l.msg === 'draining' && l.generation === 1 && l.inFlight === 1, { since });
+  t.is(draining.reason, 'reload');
+  const res = await slow;
+  t.is(res.status, 200);
+  t.is(res.body, 'slept 1500 ms in generation 1\n');
+  t.is(res.headers.connection, 'close', 'a draining worker closes the connection after answering');
+  t.is((await get(baton.port, '/')).body, 'new\n');
+});
+
+test('invalid .env on SIGHUP: rejected naming the key, old generation keeps serving, a later valid SIGHUP works', async (t) => {
+  const baton = await startBaton({ t, env: { MESSAGE: 'v1' } });
+  baton.writeEnv({ WORKERS: 'lots', MESSAGE: 'v2' });
+  const rejected = await baton.reload();
+  t.regex(String(rejected.msg), /^reload rejected: WORKERS .*must be a whole number/);
+  t.is((await get(baton.port, '/')).body, 'v1\n');
+  t.like(JSON.parse((await get(baton.port, '/healthz')).body), { generation: 1 });
+
+  baton.writeEnv({ WORKERS: '2' });
+  const ok = await baton.reload();
+  t.is(ok.msg, 'reload complete');
+  t.is((await get(baton.port, '/')).body, 'v2\n');
+});
+
+test('changing PORT on reload is refused with a clear message', async (t) => {
+  const baton = await startBaton({ t });
+  baton.writeEnv({ PORT: '1' });
+  const rejected = await baton.reload();
+  t.regex(String(rejected.msg), /^reload rejected: PORT cannot change on reload/);
+  t.is((await get(baton.port, '/')).status, 200);
+});
+
+test('a new generation that crashes on boot is rolled back; the old one keeps serving', async (t) => {
+  const baton = await startBaton({ t, env: { MESSAGE: 'old' } });
+  const ready = await baton.waitForLog('ready');
+  baton.writeEnv({ APP_MODULE: join(FIXTURES, 'crashes-on-boot.mjs'), MESSAGE: 'new' });
+  const failed = await baton.reload();
+  t.regex(String(failed.msg), /^reload failed: database unreachable \(fixture crashes-on-boot\); generation 1 keeps serving/);
+  t.is((await get(baton.port, '/')).body, 'old\n');
+  t.deepEqual(baton.groupPids().filter((p) => p !== baton.pid).sort(), /** @type {number[]} */ (ready.workers).slice().sort());
+});
+
+test('a new generation not ready within READY_TIMEOUT_MS is killed and rolled back', async (t) => {
+  const baton = await startBaton({ t, env: { MESSAGE: 'old' } });
+  baton.writeEnv({ APP_MODULE: join(FIXTURES, 'never-ready.mjs'), READY_TIMEOUT_MS: '500' });
+  const failed = await baton.reload();
+  t.regex(String(failed.msg), /^reload failed: worker \d+ not ready within 500 ms/);
+  t.is((await get(baton.port, '/')).body, 'old\n');
+});
+
+test('a worker that ignores the drain is killed at DRAIN_TIMEOUT_MS with a warning naming it', async (t) => {
+  const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'ignores-drain.mjs'), DRAIN_TIMEOUT_MS: '600', WORKERS: '1' } });
+  const ready = await baton.waitForLog('ready');
+  const hang = get(baton.port, '/hang').catch((err) => err);
+  await waitInFlight(baton.port, 1);
+  const outcome = await baton.reload();
+  t.is(outcome.msg, 'reload complete');
+  const warn = await baton.waitForLog('worker did not drain in time; killing it');
+  t.is(warn.workerPid, /** @type {number[]} */ (ready.workers)[0]);
+  const exit = await baton.waitForLog((l) => l.msg === 'worker exited' && l.workerPid === warn.workerPid);
+  t.is(exit.signal, 'SIGKILL');
+  t.truthy(await hang, 'the hanging request ends when its worker is killed');
+});
+
+test('a burst of 20 SIGHUPs ends in one or two reloads with the newest config', async (t) => {
+  const baton = await startBaton({ t, env: { MESSAGE: 'v0' } });
+  const since = baton.logs.length;
+  for (let i = 1; i <= 20; i++) {
+    baton.writeEnv({ MESSAGE: `v${i}` });
+    baton.signal('SIGHUP');
+  }
+  // The kernel may merge signals that arrive before the primary handles them;
+  // whatever is seen runs at most one reload plus one queued, and the last
+  // one reads the newest file.
+  await pollUntil(async () => (await get(baton.port, '/')).body === 'v20\n', 10000);
+  const health = JSON.parse((await get(baton.port, '/healthz')).body);
+  // A queued reload starts in the same tick the previous one completes, and
+  // both are logged before the previous generation is retired.
+  await baton.waitForLog((l) => l.msg === 'generation retired' && l.retiredGeneration === health.generation - 1, { since });
+  const count = (/** @type {string} */ msg) => baton.logs.slice(since).filter((l) => l.msg === msg).length;
+  t.true(count('reload requested') >= 1);
+  const started = count('reload started');
+  t.true(started >= 1 && started <= 2, `started ${started} reloads`);
+  t.is(count('reload complete'), started);
+  t.is((await get(baton.port, '/')).body, 'v20\n');
+});
