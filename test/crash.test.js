@@ -1,0 +1,38 @@
+// @ts-check
+// Crashes: workers that die are replaced, the port never refuses meanwhile,
+// and a primary killed with SIGKILL leaves no orphan.
+import test from 'ava';
+import { pollUntil, startBaton } from './helpers/baton.js';
+import { get, waitInFlight } from './helpers/http.js';
+
+test('every worker SIGKILLed at once: a request sent right then is answered after the respawn, not refused', async (t) => {
+  const baton = await startBaton({ t });
+  const ready = await baton.waitForLog('ready');
+  const pids = /** @type {number[]} */ (ready.workers);
+  const since = baton.logs.length;
+  for (const pid of pids) process.kill(pid, 'SIGKILL');
+  const res = await get(baton.port, '/');
+  t.is(res.status, 200);
+  t.is(res.body, 'Before hot reload\n');
+  await baton.waitForLog((l) => l.msg === 'respawning worker', { since });
+  const health = JSON.parse((await get(baton.port, '/healthz')).body);
+  t.false(pids.includes(health.pid), 'answered by a new worker');
+  t.is(health.generation, 1, 'same generation and config');
+  t.true(await pollUntil(() => baton.groupPids().length === 3, 5000), 'back to 2 workers');
+});
+
+test('primary killed with SIGKILL: no worker is left after 2 s, draining ones included', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1' } });
+  const ready = await baton.waitForLog('ready');
+  void get(baton.port, '/slow?ms=10000').catch(() => {});
+  await waitInFlight(baton.port, 1);
+  baton.writeEnv({ MESSAGE: 'next' });
+  await baton.reload();
+  const draining = await baton.waitForLog((l) => l.msg === 'draining' && l.generation === 1);
+  t.is(draining.pid, /** @type {number[]} */ (ready.workers)[0]);
+  const pids = baton.groupPids().filter((p) => p !== baton.pid);
+  t.is(pids.length, 2, 'one draining worker and one new one');
+  process.kill(baton.pid, 'SIGKILL');
+  await baton.waitExit();
+  t.true(await pollUntil(() => pids.every((p) => !baton.groupPids().includes(p)), 2000), `left: ${baton.groupPids()}`);
+});

@@ -1,0 +1,104 @@
+// @ts-check
+// SIGTERM, SIGINT and SIGQUIT: ordered shutdown. In-flight requests finish,
+// the primary exits 0, and no process of its group is left.
+import test from 'ava';
+import { join } from 'node:path';
+import { FIXTURES, pollUntil, startBaton } from './helpers/baton.js';
+import { get, waitInFlight } from './helpers/http.js';
+
+for (const sig of /** @type {const} */ (['SIGTERM', 'SIGINT', 'SIGQUIT'])) {
+  test(`${sig} with a /slow request in flight: it completes, exit 0, nothing left`, async (t) => {
+    const baton = await startBaton({ t, env: { WORKERS: '1' } });
+    const slow = get(baton.port, '/slow?ms=1000');
+    await waitInFlight(baton.port, 1);
+    baton.signal(sig);
+    const res = await slow;
+    t.is(res.status, 200);
+    t.is(res.body, 'slept 1000 ms in generation 1\n');
+    t.is(res.headers.connection, 'close');
+    const exit = await baton.waitExit();
+    t.deepEqual(exit, { code: 0, signal: null });
+    t.truthy(baton.logs.find((l) => l.msg === 'shutdown started' && l.source === sig));
+    t.truthy(baton.logs.find((l) => l.msg === 'shutdown complete' && l.exitCode === 0));
+    t.true(await pollUntil(() => baton.groupPids().length === 0, 2000), `left: ${baton.groupPids()}`);
+  });
+}
+
+test('shutdown stops accepting: a new connection after SIGTERM is refused', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1' } });
+  const slow = get(baton.port, '/slow?ms=1000');
+  await waitInFlight(baton.port, 1);
+  const since = baton.logs.length;
+  baton.signal('SIGTERM');
+  await baton.waitForLog('shutdown started', { since });
+  const err = await get(baton.port, '/').then(() => undefined, (e) => e);
+  t.is(err?.code, 'ECONNREFUSED');
+  t.is((await slow).status, 200);
+  t.is((await baton.waitExit()).code, 0);
+});
+
+test('shutdown with idle keep-alive connections does not wait for their timeout', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '2', KEEP_ALIVE_TIMEOUT_MS: '60000' } });
+  const { Pool } = await import('undici');
+  const pool = new Pool(`http://127.0.0.1:${baton.port}`, { connections: 8 });
+  t.teardown(() => pool.destroy());
+  await Promise.all(Array.from({ length: 16 }, () => pool.request({ path: '/', method: 'GET' }).then((r) => r.body.text())));
+  const since = baton.logs.length;
+  baton.signal('SIGTERM');
+  const exit = await baton.waitExit(5000);
+  t.is(exit.code, 0);
+  const done = await baton.waitForLog('shutdown complete', { since });
+  t.true(/** @type {number} */ (done.durationMs) < 5000, `took ${done.durationMs} ms`);
+});
+
+test('a second SIGINT forces: workers are killed, exit 1', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1' } });
+  const slow = get(baton.port, '/slow?ms=30000').then(() => 'answered', (e) => e.code);
+  await waitInFlight(baton.port, 1);
+  const since = baton.logs.length;
+  baton.signal('SIGINT');
+  await baton.waitForLog('shutdown started', { since });
+  baton.signal('SIGINT');
+  const exit = await baton.waitExit(5000);
+  t.is(exit.code, 1);
+  t.truthy(baton.logs.find((l) => l.msg === 'forced shutdown: killing workers'));
+  t.is(await slow, 'ECONNRESET');
+  t.true(await pollUntil(() => baton.groupPids().length === 0, 2000));
+});
+
+test('past DRAIN_TIMEOUT_MS the shutdown kills what is left and exits 1', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1', APP_MODULE: join(FIXTURES, 'ignores-drain.mjs'), DRAIN_TIMEOUT_MS: '500' } });
+  void get(baton.port, '/hang').catch(() => {});
+  await waitInFlight(baton.port, 1);
+  baton.signal('SIGTERM');
+  const exit = await baton.waitExit(5000);
+  t.is(exit.code, 1);
+  t.truthy(baton.logs.find((l) => l.msg === 'worker did not drain in time; killing it'));
+  t.truthy(baton.logs.find((l) => l.msg === 'shutdown complete with errors' && l.exitCode === 1));
+});
+
+test('SIGTERM in the middle of a reload abandons it and shuts down cleanly', async (t) => {
+  const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'slow-boot.mjs'), BOOT_MS: '100' } });
+  baton.writeEnv({ BOOT_MS: '5000', MESSAGE: 'never served' });
+  const since = baton.logs.length;
+  baton.signal('SIGHUP');
+  await baton.waitForLog('reload started', { since });
+  baton.signal('SIGTERM');
+  const exit = await baton.waitExit(5000);
+  t.is(exit.code, 0);
+  t.truthy(baton.logs.find((l) => l.msg === 'reload abandoned: shutting down'));
+  t.falsy(baton.logs.find((l) => l.msg === 'reload complete'));
+  t.true(await pollUntil(() => baton.groupPids().length === 0, 2000));
+});
+
+test('Ctrl+C to the whole process group: workers ignore it, the request in flight completes, exit 0', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1' } });
+  const slow = get(baton.port, '/slow?ms=800');
+  await waitInFlight(baton.port, 1);
+  // Ctrl+C in a terminal sends SIGINT to every process of the foreground group.
+  baton.signalGroup('SIGINT');
+  const res = await slow;
+  t.is(res.status, 200);
+  t.is((await baton.waitExit()).code, 0);
+  t.falsy(baton.logs.find((l) => l.msg === 'worker exited unexpectedly'));
+});

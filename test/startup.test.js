@@ -1,0 +1,79 @@
+// @ts-check
+// Start-up: config precedence, bad input, and the documented exit codes.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { FIXTURES, PRIMARY, startBaton } from './helpers/baton.js';
+import { get } from './helpers/http.js';
+
+test('invalid .env at start: exit 78 with a message naming the key', async (t) => {
+  const baton = await startBaton({ t, env: { PORT: 'eighty', WORKERS: '0' }, waitReady: false });
+  const exit = await baton.waitExit();
+  t.is(exit.code, 78);
+  t.regex(baton.stderr, /PORT \(from .*\.env\) must be a whole number from 0 to 65535, got "eighty"/);
+  t.regex(baton.stderr, /WORKERS \(from .*\.env\) must be from 1 to 1024, got 0/);
+  t.truthy(baton.logs.find((l) => l.level === 'fatal' && l.key === 'PORT'));
+});
+
+test('no .env file: defaults and the environment apply, and the log says so', async (t) => {
+  const baton = await startBaton({ t, noEnvFile: true, processEnv: { PORT: '0', HOST: '127.0.0.1', WORKERS: '1' } });
+  t.truthy(baton.logs.find((l) => l.msg === 'no .env file: using defaults and the environment'));
+  t.is((await get(baton.port, '/')).body, 'Before hot reload\n');
+});
+
+test('precedence: flags > environment > .env > defaults, and a shadowed .env change is warned about', async (t) => {
+  const baton = await startBaton({ t, env: { MESSAGE: 'from file', WORKERS: '2' }, processEnv: { MESSAGE: 'from env' }, args: ['--workers', '1'] });
+  const ready = await baton.waitForLog('ready');
+  t.is(/** @type {number[]} */ (ready.workers).length, 1, '--workers beats .env');
+  t.is((await get(baton.port, '/')).body, 'from env\n', 'the environment beats .env');
+  baton.writeEnv({ MESSAGE: 'file changed' });
+  await baton.reload();
+  t.truthy(baton.logs.find((l) => l.level === 'warn' && l.key === 'MESSAGE' && /environment \(or a flag\) sets it/.test(String(l.msg))));
+  t.is((await get(baton.port, '/')).body, 'from env\n');
+});
+
+test('unknown .env keys reach the app in process.env; a CommonJS default-export listener works', async (t) => {
+  const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'default-listener.cjs'), GREETING: 'hello' } });
+  t.is((await get(baton.port, '/')).body, 'listener hello\n');
+  baton.writeEnv({ GREETING: 'bonjour' });
+  t.is((await baton.reload()).msg, 'reload complete');
+  t.is((await get(baton.port, '/')).body, 'listener bonjour\n');
+});
+
+test('an unknown flag is a usage error: exit 2 with the usage text', (t) => {
+  const res = spawnSync(process.execPath, [PRIMARY, '--prot', '80'], { encoding: 'utf8', env: { PATH: process.env.PATH } });
+  t.is(res.status, 2);
+  t.regex(res.stderr, /Unknown option '--prot'/);
+  t.regex(res.stderr, /Usage: node dist\/primary.js/);
+});
+
+test('first generation crashes on boot: exit 3 with the worker\'s error, no respawn loop', async (t) => {
+  const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'crashes-on-boot.mjs') }, waitReady: false });
+  const exit = await baton.waitExit();
+  t.is(exit.code, 3);
+  t.truthy(baton.logs.find((l) => l.level === 'fatal' && /^startup failed: database unreachable/.test(String(l.msg))));
+  t.is(baton.groupPids().length, 0);
+});
+
+test('first generation never ready: exit 3 after READY_TIMEOUT_MS', async (t) => {
+  const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'never-ready.mjs'), READY_TIMEOUT_MS: '300' }, waitReady: false });
+  t.is((await baton.waitExit()).code, 3);
+  t.truthy(baton.logs.find((l) => /^startup failed: worker \d+ not ready within 300 ms/.test(String(l.msg))));
+});
+
+test('APP_MODULE that does not exist: exit 3 saying it cannot be loaded', async (t) => {
+  const baton = await startBaton({ t, env: { APP_MODULE: './missing.js', WORKERS: '1' }, waitReady: false });
+  t.is((await baton.waitExit()).code, 3);
+  t.truthy(baton.logs.find((l) => /^startup failed: cannot load APP_MODULE \.\/missing\.js/.test(String(l.msg))));
+});
+
+test('port already in use: exit 4 naming the address', async (t) => {
+  const blocker = createServer();
+  await new Promise((r) => blocker.listen(0, '127.0.0.1', () => r(undefined)));
+  t.teardown(() => blocker.close());
+  const port = /** @type {import('node:net').AddressInfo} */ (blocker.address()).port;
+  const baton = await startBaton({ t, env: { PORT: String(port) }, waitReady: false });
+  t.is((await baton.waitExit()).code, 4);
+  t.truthy(baton.logs.find((l) => l.level === 'fatal' && String(l.msg).startsWith(`cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`)));
+});
