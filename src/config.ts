@@ -8,6 +8,8 @@ import dotenv from 'dotenv';
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The validated, frozen settings every worker of one generation shares. */
 export interface Config {
@@ -20,7 +22,10 @@ export interface Config {
   readonly drainTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
   readonly healthPath: string;
+  readonly readyPath: string;
+  readonly shutdownDelayMs: number;
   /** Keys baton does not know: the app's own settings (e.g. DATABASE_URL). */
   readonly env: Readonly<Record<string, string>>;
 }
@@ -45,6 +50,20 @@ function integer(min: number, max: number): (raw: string) => number {
     if (n < min || n > max) throw new Error(`must be from ${min} to ${max}, got ${n}`);
     return n;
   };
+}
+
+function oneOf<T extends string>(values: readonly T[]): (raw: string) => T {
+  return (raw) => {
+    const v = raw.trim().toLowerCase();
+    if (!(values as readonly string[]).includes(v)) throw new Error(`must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    return v as T;
+  };
+}
+
+function urlPath(raw: string): string {
+  const v = raw.trim();
+  if (!v.startsWith('/') || /[\s?#]/.test(v)) throw new Error(`must be a path starting with / (no spaces, ? or #), got ${JSON.stringify(raw)}`);
+  return v;
 }
 
 function nonEmpty(raw: string): string {
@@ -86,22 +105,24 @@ export const KEYS = {
     doc: 'Idle keep-alive timeout, advertised as Keep-Alive: timeout=N; a draining worker closes idle sockets after it.',
   },
   LOG_LEVEL: {
-    field: 'logLevel', default: () => 'info', reloadable: true,
-    parse: (raw) => {
-      const v = raw.trim().toLowerCase();
-      if (!(LOG_LEVELS as readonly string[]).includes(v)) throw new Error(`must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
-      return v as LogLevel;
-    },
+    field: 'logLevel', default: () => 'info', reloadable: true, parse: oneOf(LOG_LEVELS),
     doc: `Log level: ${LOG_LEVELS.join(', ')}.`,
   },
+  LOG_FORMAT: {
+    field: 'logFormat', default: () => 'auto', reloadable: true, parse: oneOf(LOG_FORMATS),
+    doc: 'json: one JSON object per line; pretty: colored one-line logs; auto: pretty when stdout is a terminal, else json. The primary keeps the format it started with.',
+  },
   HEALTH_PATH: {
-    field: 'healthPath', default: () => '/healthz', reloadable: true,
-    parse: (raw) => {
-      const v = raw.trim();
-      if (!v.startsWith('/') || /[\s?#]/.test(v)) throw new Error(`must be a path starting with / (no spaces, ? or #), got ${JSON.stringify(raw)}`);
-      return v;
-    },
-    doc: 'Path every worker answers itself with JSON {pid, generation, configVersion}, whatever the app.',
+    field: 'healthPath', default: () => '/healthz', reloadable: true, parse: urlPath,
+    doc: 'Liveness path every worker answers itself, whatever the app: 200 with JSON {pid, generation, configVersion, inFlight}.',
+  },
+  READY_PATH: {
+    field: 'readyPath', default: () => '/readyz', reloadable: true, parse: urlPath,
+    doc: 'Readiness path every worker answers itself: 200 while the server serves, 503 once it is shutting down (not during a reload).',
+  },
+  SHUTDOWN_DELAY_MS: {
+    field: 'shutdownDelayMs', default: () => '0', reloadable: true, parse: integer(0, 600_000),
+    doc: 'On SIGTERM/SIGINT/SIGQUIT, keep serving but answer the readiness path 503 this long before closing the listener, so load balancers stop routing first. Never applied on SIGHUP.',
   },
 } as const satisfies Record<string, KeySpec>;
 

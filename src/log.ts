@@ -1,7 +1,9 @@
-// Logging: pino JSON lines on stdout, one per event, each naming the process
-// (role, pid) and the generation it belongs to.
-import pino, { type Logger } from 'pino';
-import type { LogLevel } from './config.js';
+// Logging: one line per event, each naming the process (role, pid) and the
+// generation it belongs to. JSON for machines; colored one-liners for a
+// person at a terminal (LOG_FORMAT=auto picks by whether stdout is a TTY).
+import pino, { type DestinationStream, type Logger } from 'pino';
+import pretty from 'pino-pretty';
+import type { LogFormat, LogLevel } from './config.js';
 
 export type { Logger };
 export type Role = 'primary' | 'worker';
@@ -9,8 +11,24 @@ export type Role = 'primary' | 'worker';
 export interface LoggerOptions {
   readonly role: Role;
   readonly level: LogLevel;
+  readonly format: LogFormat;
   /** The primary's generation changes as it reloads, so it is read per line. */
   readonly generation: () => number;
+}
+
+function destination(format: LogFormat): DestinationStream {
+  const usePretty = format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true);
+  // Synchronous writes: every process shares stdout, and a line must be out
+  // before a process.exit() that follows it.
+  if (!usePretty) return pino.destination({ dest: 1, sync: true });
+  return pretty({
+    sync: true,
+    colorize: process.stdout.isTTY === true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'hostname,role,pid,generation',
+    messageFormat: '{role}[{pid}] g{generation} {msg}',
+    singleLine: true,
+  });
 }
 
 export function createLogger(options: LoggerOptions): Logger {
@@ -20,9 +38,7 @@ export function createLogger(options: LoggerOptions): Logger {
     mixin: () => ({ generation: options.generation() }),
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
-    // Synchronous writes: every process shares stdout, and a line must be out
-    // before a process.exit() that follows it.
-  }, pino.destination({ dest: 1, sync: true }));
+  }, destination(options.format));
 }
 
 /** An Error as plain JSON, for logs and IPC. */

@@ -15,7 +15,9 @@ export type PrimaryMessage =
   /** Comes with a socket handle: a client connection to serve. */
   | { readonly type: 'conn'; readonly id: number }
   /** Stop taking connections, finish in-flight requests, exit. */
-  | { readonly type: 'drain'; readonly reason: DrainReason };
+  | { readonly type: 'drain'; readonly reason: DrainReason }
+  /** The server is shutting down: answer the readiness path 503 (keep serving). */
+  | { readonly type: 'unready' };
 
 /** Worker → primary. */
 export type WorkerMessage =
@@ -61,6 +63,8 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
       return typeof x.id === 'number' ? { type: 'conn', id: x.id } : undefined;
     case 'drain':
       return x.reason === 'reload' || x.reason === 'shutdown' || x.reason === 'scale-down' ? { type: 'drain', reason: x.reason } : undefined;
+    case 'unready':
+      return { type: 'unready' };
     default:
       return undefined;
   }

@@ -77,3 +77,22 @@ test('port already in use: exit 4 naming the address', async (t) => {
   t.is((await baton.waitExit()).code, 4);
   t.truthy(baton.logs.find((l) => l.level === 'fatal' && String(l.msg).startsWith(`cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`)));
 });
+
+test('secrets never reach the logs: keys that look secret are redacted where config is logged', async (t) => {
+  const baton = await startBaton({ t, env: { DB_PASSWORD: 'hunter2', STRIPE_API_KEY: 'sk_live_x', AUTH_TOKEN: 'tok', DATABASE_URL: 'postgres://db/app' } });
+  const loaded = await baton.waitForLog('config loaded');
+  const env = /** @type {{ env: Record<string, string> }} */ (loaded.config).env;
+  t.deepEqual(env, { DB_PASSWORD: '[redacted]', STRIPE_API_KEY: '[redacted]', AUTH_TOKEN: '[redacted]', DATABASE_URL: 'postgres://db/app' });
+  baton.writeEnv({ DB_PASSWORD: 'hunter3' });
+  await baton.reload();
+  const all = baton.logs.map((l) => JSON.stringify(l)).join('\n') + baton.stderr;
+  for (const secret of ['hunter2', 'hunter3', 'sk_live_x', '"tok"']) t.false(all.includes(secret), `${secret} leaked`);
+});
+
+test('LOG_FORMAT=pretty prints one readable line per event instead of JSON', async (t) => {
+  const baton = await startBaton({ t, env: { LOG_FORMAT: 'pretty', WORKERS: '1' }, waitReady: false });
+  await baton.until(() => baton.logs.find((l) => typeof l.raw === 'string' && /primary\[\d+\] g1 ready/.test(l.raw)), 10000, () => 'a pretty ready line');
+  t.true(baton.logs.every((l) => typeof l.raw === 'string'), 'no JSON line');
+  baton.signal('SIGTERM');
+  t.is((await baton.waitExit()).code, 0);
+});

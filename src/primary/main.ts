@@ -3,7 +3,7 @@
 // supervisor's event loop.
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_ENV_FILE, loadConfig, shadowedKeys, type ConfigKey } from '../config.js';
+import { DEFAULT_ENV_FILE, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type ConfigKey } from '../config.js';
 import { createLogger, serializeError } from '../log.js';
 import { Dispatcher } from './dispatcher.js';
 import { listen, type Listener } from './listener.js';
@@ -62,13 +62,14 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   }
 
   let supervisor: Supervisor | undefined;
-  const log = createLogger({ role: 'primary', level: 'info', generation: () => supervisor?.generation ?? 0 });
   const environment = process.env;
   const envFile = args.envFile ?? environment.ENV_FILE ?? DEFAULT_ENV_FILE;
   const load = () => loadConfig({ envFile, environment, flags: args.flags });
+  const first = load();
+  const format = first.ok ? first.loaded.config.logFormat : LOG_FORMATS.find((f) => f === environment.LOG_FORMAT) ?? 'auto';
+  const log = createLogger({ role: 'primary', level: 'info', format, generation: () => supervisor?.generation ?? 0 });
 
   log.info({ node: process.version, envFile, cwd: process.cwd() }, 'starting up');
-  const first = load();
   if (!first.ok) {
     for (const e of first.errors) log.fatal({ key: e.key, envFile: first.envFile }, `invalid config: ${e.message}`);
     process.stderr.write(`baton: invalid config:\n${first.errors.map((e) => `  ${e.message}`).join('\n')}\n`);
@@ -77,6 +78,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   const loaded = first.loaded;
   log.level = loaded.config.logLevel;
   if (!loaded.fileFound) log.info({ envFile: loaded.envFile }, 'no .env file: using defaults and the environment');
+  log.info({ config: redacted(loaded.config), sources: loaded.sources }, 'config loaded');
   const shadowed = shadowedKeys(loaded, environment);
   if (shadowed.length > 0) log.info({ keys: shadowed }, 'these .env keys are overridden by the environment or flags');
 

@@ -38,6 +38,7 @@ type Event =
   | { readonly type: 'ready-deadline'; readonly worker: WorkerHandle }
   | { readonly type: 'drain-deadline'; readonly worker: WorkerHandle }
   | { readonly type: 'respawn'; readonly generation: number }
+  | { readonly type: 'shutdown-delay-over' }
   | { readonly type: 'force-exit' };
 
 export interface Clock {
@@ -91,6 +92,8 @@ export class Supervisor {
   private activeReplies: ((o: ReloadOutcome) => void)[] = [];
   private exitCode: number = EXIT.ok;
   private stopStartedAt = 0;
+  /** Stopping, but still serving while load balancers notice (SHUTDOWN_DELAY_MS). */
+  private delayingStop = false;
   private readonly backoff = new Backoff(100, 10_000);
   private readonly startedAt: number;
 
@@ -154,6 +157,9 @@ export class Supervisor {
         return ev.worker.proc.kill();
       case 'respawn':
         if (this.current?.id === ev.generation && (this.state === 'running' || this.state === 'reloading')) this.fill(this.current);
+        return;
+      case 'shutdown-delay-over':
+        if (this.state === 'stopping' && this.delayingStop) this.closeAndDrain();
         return;
       case 'force-exit':
         if (this.state !== 'stopped') this.finish();
@@ -409,14 +415,30 @@ export class Supervisor {
     this.state = 'stopping';
     this.stopStartedAt = this.deps.clock.now();
     log.info({ source, was }, 'shutdown started');
-    this.deps.stopAccepting();
-    this.deps.dispatcher.closeWaiting();
+    this.endPendingReloads('shutting down');
     if (this.next) {
       if (was === 'reloading') log.warn({ abandonedGeneration: this.next.id }, 'reload abandoned: shutting down');
       for (const w of this.next.workers) this.abandon(w);
       this.next = undefined;
     }
-    this.endPendingReloads('shutting down');
+    const delayMs = this.loaded.config.shutdownDelayMs;
+    if (delayMs > 0 && this.current) {
+      // Keep serving, but tell probes we are going, so that load balancers
+      // and Kubernetes endpoints stop routing here before the port closes.
+      this.delayingStop = true;
+      for (const w of this.live) w.proc.send({ type: 'unready' });
+      log.info({ delayMs }, 'shutdown delay: still serving, readiness answers 503');
+      this.deps.clock.setTimeout(() => this.enqueue({ type: 'shutdown-delay-over' }), delayMs);
+      return;
+    }
+    this.closeAndDrain();
+  }
+
+  /** Stop accepting, then drain every worker; exit once all are gone. */
+  private closeAndDrain(): void {
+    this.delayingStop = false;
+    this.deps.stopAccepting();
+    this.deps.dispatcher.closeWaiting();
     // Workers already draining from a reload: their idle sockets can go now.
     for (const w of this.live) if (w.state === 'draining') w.proc.send({ type: 'drain', reason: 'shutdown' });
     if (this.current) this.retire(this.current, 'shutdown');
@@ -427,11 +449,11 @@ export class Supervisor {
     const log = this.deps.log;
     if (this.state === 'stopped') return;
     log.warn({ source, workers: this.live.size }, 'forced shutdown: killing workers');
-    if (this.state !== 'stopping') {
-      this.stopStartedAt = this.deps.clock.now();
-      this.deps.stopAccepting();
-      this.deps.dispatcher.closeWaiting();
-    }
+    if (this.state !== 'stopping') this.stopStartedAt = this.deps.clock.now();
+    this.delayingStop = false;
+    // Both are idempotent: a forced stop may come before or after them.
+    this.deps.stopAccepting();
+    this.deps.dispatcher.closeWaiting();
     this.state = 'stopping';
     this.exitCode = EXIT.failed;
     this.next = undefined;

@@ -50,7 +50,7 @@ export async function runWorker(): Promise<void> {
     die(new Error(`primary speaks IPC protocol ${init.protocol}, this worker speaks ${PROTOCOL_VERSION}: restart the primary to run this code`));
   }
   const { config, generation, workerId, configVersion } = init;
-  log = createLogger({ role: 'worker', level: config.logLevel, generation: () => generation });
+  log = createLogger({ role: 'worker', level: config.logLevel, format: config.logFormat, generation: () => generation });
   // The app's own keys reach it in process.env too, as apps expect.
   for (const [k, v] of Object.entries(config.env)) process.env[k] = v;
 
@@ -83,10 +83,21 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
     res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   };
+  // Not ready once the whole server is stopping; a drain for a reload or a
+  // scale-down is not that (a load balancer would mark the instance down).
+  let unready = false;
+  const readiness = (res: ServerResponse): void => {
+    const body = JSON.stringify({ ready: !unready, pid: process.pid, generation: id.generation });
+    res.writeHead(unready ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     tracker.beginRequest(req, res);
-    const path = req.url?.split('?', 1)[0];
-    if (path === id.config.healthPath && (req.method === 'GET' || req.method === 'HEAD')) return health(res);
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      const path = req.url?.split('?', 1)[0];
+      if (path === id.config.healthPath) return health(res);
+      if (path === id.config.readyPath) return readiness(res);
+    }
     app.handler(req, res);
   });
   server.keepAliveTimeout = id.config.keepAliveTimeoutMs;
@@ -126,7 +137,11 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
         server.emit('connection', socket);
         return;
       }
+      case 'unready':
+        unready = true;
+        return;
       case 'drain':
+        if (msg.reason === 'shutdown') unready = true;
         if (tracker.drain(msg.reason, () => void exit())) log.info({ reason: msg.reason, ...tracker.stats }, 'draining');
         return;
       case 'init':

@@ -1,0 +1,288 @@
+// @ts-check
+// The supervisor's transitions, driven through its seam: fake worker
+// processes and a fake clock, so each case runs in milliseconds. The real
+// processes are covered by the integration tests.
+import test from 'ava';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { loadConfig } from '../dist/config.js';
+import { Dispatcher } from '../dist/primary/dispatcher.js';
+import { Supervisor } from '../dist/primary/supervisor.js';
+import { PROTOCOL_VERSION } from '../dist/protocol.js';
+
+/** @param {Record<string, string>} env */
+function config(env) {
+  const r = loadConfig({ envFile: '/nonexistent/.env', environment: { WORKERS: '2', ...env } });
+  if (!r.ok) throw new Error(JSON.stringify(r.errors));
+  return r;
+}
+
+function harness(env = {}) {
+  /** @type {{ pid: number, sent: any[], killed: boolean, events: any, alive: boolean }[]} */
+  const procs = [];
+  /** @type {{ at: number, fn: () => void, id: number }[]} */
+  let timers = [];
+  let now = 0;
+  let seq = 0;
+  /** @type {Record<string, unknown>[]} */
+  const logs = [];
+  const sink = new Writable({ write(chunk, _enc, cb) { logs.push(JSON.parse(String(chunk))); cb(); } });
+  let nextConfig = config(env);
+  /** @type {number[]} */
+  const exits = [];
+  let stoppedAccepting = 0;
+
+  /** @type {Supervisor | undefined} */
+  let self;
+  const sup = new Supervisor({
+    spawner: {
+      spawn(events) {
+        const proc = {
+          pid: 1000 + procs.length, sent: /** @type {any[]} */ ([]), killed: false, events, alive: true,
+          connected: () => proc.alive,
+          /** @param {any} msg */
+          send(msg) { proc.sent.push(msg); },
+          kill() { proc.killed = true; exit(proc, null, 'SIGKILL'); },
+        };
+        procs.push(proc);
+        return proc;
+      },
+    },
+    clock: {
+      now: () => now,
+      setTimeout: (fn, ms) => { const id = ++seq; timers.push({ at: now + ms, fn, id }); return id; },
+      clearTimeout: (id) => { timers = timers.filter((t) => t.id !== id); },
+    },
+    loadConfig: () => nextConfig,
+    environment: {},
+    dispatcher: new Dispatcher(),
+    stopAccepting: () => { stoppedAccepting++; },
+    address: () => ({ host: '127.0.0.1', port: 1234 }),
+    log: pino({ level: 'debug', mixin: () => ({ generation: self?.generation }) }, sink),
+    exit: (code) => { exits.push(code); },
+  }, nextConfig.ok ? nextConfig.loaded : /** @type {never} */ (undefined));
+
+  self = sup;
+
+  /** @param {any} proc @param {number | null} code @param {string | null} signal */
+  function exit(proc, code, signal) {
+    if (!proc.alive) return;
+    proc.alive = false;
+    setImmediate(() => proc.events.exit(code, signal));
+  }
+  const tick = () => new Promise((r) => setImmediate(r));
+  const settle = async () => { for (let i = 0; i < 5; i++) await tick(); };
+
+  return {
+    sup, procs, logs, exits,
+    get stoppedAccepting() { return stoppedAccepting; },
+    /** @param {Record<string, string> | { ok: false, errors: any[], envFile: string }} next */
+    setConfig(next) { nextConfig = 'ok' in next ? /** @type {any} */ (next) : config(next); },
+    settle,
+    /** Boots `proc` fully: hello → init → ready. @param {any} proc */
+    async boot(proc, protocol = PROTOCOL_VERSION) {
+      proc.events.message({ type: 'hello', protocol });
+      await settle();
+      if (!proc.alive) return;
+      proc.events.message({ type: 'ready', protocol });
+      await settle();
+    },
+    /** @param {any} proc */
+    crash(proc, code = 1) { exit(proc, code, null); },
+    /** @param {any} proc */
+    drained(proc) { exit(proc, 0, null); },
+    /** Advances the fake clock, firing due timers in order. @param {number} ms */
+    async advance(ms) {
+      now += ms;
+      for (;;) {
+        const due = timers.filter((t) => t.at <= now).sort((a, b) => a.at - b.at)[0];
+        if (!due) break;
+        timers = timers.filter((t) => t !== due);
+        due.fn();
+        await settle();
+      }
+    },
+    /** @param {string} msg */
+    logged(msg) { return logs.filter((l) => l.msg === msg); },
+  };
+}
+
+/** @param {ReturnType<typeof harness>} h */
+async function running(h) {
+  h.sup.start();
+  for (const p of h.procs) await h.boot(p);
+}
+
+test('boot: workers get their generation\'s config on hello; all ready → running, one ready line', async (t) => {
+  const h = harness({ MESSAGE: 'hi' });
+  h.sup.start();
+  t.is(h.procs.length, 2);
+  t.is(h.sup.currentState, 'starting');
+  await h.boot(h.procs[0]);
+  const init = h.procs[0].sent.find((m) => m.type === 'init');
+  t.like(init, { protocol: PROTOCOL_VERSION, generation: 1, configVersion: 1, config: { message: 'hi', workers: 2 } });
+  t.is(h.sup.currentState, 'starting', 'not ready until every worker is');
+  await h.boot(h.procs[1]);
+  t.is(h.sup.currentState, 'running');
+  t.like(h.logged('ready')[0], { port: 1234, generation: 1, workers: [1000, 1001] });
+});
+
+test('reload: new generation ready → old one drains; reloads during a reload coalesce into one more', async (t) => {
+  const h = harness();
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.setConfig({ MESSAGE: 'v2' });
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  t.is(h.sup.currentState, 'reloading');
+  t.is(h.procs.length, 4);
+  for (let i = 0; i < 5; i++) h.sup.enqueue({ type: 'reload', source: `burst${i}`, reply: (o) => replies.push(o) });
+  await h.settle();
+  t.is(h.procs.length, 4, 'no second generation while one boots');
+  t.is(h.logged('reload queued: it runs when the current one ends').length, 5);
+
+  h.setConfig({ MESSAGE: 'v3' });
+  await h.boot(h.procs[2]);
+  await h.boot(h.procs[3]);
+  t.deepEqual(h.procs[0].sent.at(-1), { type: 'drain', reason: 'reload' });
+  t.deepEqual(h.procs[1].sent.at(-1), { type: 'drain', reason: 'reload' });
+  t.like(replies[0], { ok: true, generation: 2 });
+  t.is(h.procs.length, 6, 'the queued reload started at once');
+  await h.boot(h.procs[4]);
+  t.like(h.procs[4].sent.find((m) => m.type === 'init'), { generation: 3, config: { message: 'v3' } });
+  await h.boot(h.procs[5]);
+  t.is(replies.length, 6);
+  t.like(replies[5], { ok: true, generation: 3 });
+  t.is(h.sup.currentState, 'running');
+});
+
+test('reload: a new worker that fails on boot rolls the generation back; the old one never hears of it', async (t) => {
+  const h = harness();
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  h.procs[2].events.message({ type: 'fatal', error: { message: 'boom' } });
+  h.crash(h.procs[2]);
+  await h.settle();
+  t.true(h.procs[3].killed, 'the rest of the new generation is killed');
+  t.like(replies[0], { ok: false, kind: 'failed', reason: 'boom' });
+  t.is(h.sup.currentState, 'running');
+  t.false(h.procs[0].sent.some((m) => m.type === 'drain'));
+  t.regex(String(h.logged('reload failed: boom; generation 1 keeps serving')[0]?.msg), /reload failed/);
+});
+
+test('reload: a worker speaking another protocol version fails the reload with a clear reason', async (t) => {
+  const h = harness();
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  await h.boot(h.procs[2], PROTOCOL_VERSION + 1);
+  await h.settle();
+  t.regex(replies[0]?.reason, new RegExp(`worker speaks IPC protocol ${PROTOCOL_VERSION + 1}, this primary speaks ${PROTOCOL_VERSION}`));
+  t.is(h.sup.currentState, 'running');
+});
+
+test('reload: not ready by READY_TIMEOUT_MS → killed, rolled back', async (t) => {
+  const h = harness({ READY_TIMEOUT_MS: '500' });
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  await h.advance(499);
+  t.is(replies.length, 0);
+  await h.advance(1);
+  t.true(h.procs[2].killed);
+  t.like(replies[0], { ok: false, kind: 'failed' });
+  t.regex(replies[0].reason, /not ready within 500 ms/);
+});
+
+test('reload: invalid config is rejected without forking anything', async (t) => {
+  const h = harness();
+  await running(h);
+  h.setConfig({ ok: false, errors: [{ key: 'PORT', message: 'PORT bad' }], envFile: '/x/.env' });
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  t.is(h.procs.length, 2);
+  t.like(replies[0], { ok: false, kind: 'rejected', reason: 'PORT bad' });
+  t.is(h.sup.currentState, 'running');
+});
+
+test('stop during a reload abandons the new generation and drains the serving one; exit 0 when all are gone', async (t) => {
+  const h = harness();
+  await running(h);
+  h.sup.enqueue({ type: 'reload', source: 'test' });
+  await h.settle();
+  h.sup.enqueue({ type: 'stop', source: 'SIGTERM' });
+  await h.settle();
+  t.is(h.sup.currentState, 'stopping');
+  t.is(h.stoppedAccepting, 1);
+  t.true(h.procs[2].killed && h.procs[3].killed);
+  t.deepEqual(h.procs[0].sent.at(-1), { type: 'drain', reason: 'shutdown' });
+  h.drained(h.procs[0]);
+  await h.settle();
+  t.deepEqual(h.exits, []);
+  h.drained(h.procs[1]);
+  await h.settle();
+  t.deepEqual(h.exits, [0]);
+});
+
+test('a second stop forces: everything is killed, exit 1', async (t) => {
+  const h = harness();
+  await running(h);
+  h.sup.enqueue({ type: 'stop', source: 'SIGINT' });
+  h.sup.enqueue({ type: 'stop', source: 'SIGINT' });
+  await h.settle();
+  t.true(h.procs.every((p) => p.killed));
+  t.deepEqual(h.exits, [1]);
+});
+
+test('a crashed worker is respawned into the same generation with exponential backoff', async (t) => {
+  const h = harness();
+  await running(h);
+  h.crash(h.procs[0]);
+  await h.settle();
+  t.is(h.procs.length, 2, 'not at once');
+  await h.advance(100);
+  t.is(h.procs.length, 3);
+  h.crash(h.procs[2]);
+  await h.settle();
+  await h.advance(100);
+  t.is(h.procs.length, 3, 'the second crash waits longer');
+  await h.advance(100);
+  t.is(h.procs.length, 4);
+  await h.boot(h.procs[3]);
+  t.like(h.procs[3].sent.find((m) => m.type === 'init'), { generation: 1 });
+});
+
+test('first generation failing to boot exits 3 instead of respawning', async (t) => {
+  const h = harness();
+  h.sup.start();
+  h.procs[0].events.message({ type: 'fatal', error: { message: 'no db' } });
+  h.crash(h.procs[0]);
+  await h.settle();
+  t.deepEqual(h.exits, [3]);
+  t.is(h.logged('startup failed: no db').length, 1);
+});
+
+test('the drain deadline kills a worker that does not finish', async (t) => {
+  const h = harness({ DRAIN_TIMEOUT_MS: '1000' });
+  await running(h);
+  h.sup.enqueue({ type: 'reload', source: 'test' });
+  await h.settle();
+  await h.boot(h.procs[2]);
+  await h.boot(h.procs[3]);
+  h.drained(h.procs[1]);
+  await h.advance(1000);
+  t.true(h.procs[0].killed);
+  t.false(h.procs[1].killed);
+  t.is(h.logged('worker did not drain in time; killing it').length, 1);
+  t.is(h.logged('generation retired').length, 1);
+});
