@@ -26,6 +26,11 @@ export interface Config {
   readonly healthPath: string;
   readonly readyPath: string;
   readonly shutdownDelayMs: number;
+  readonly controlSocket: string;
+  readonly pidFile: string;
+  /** undefined: no metrics endpoint. */
+  readonly metricsPort: number | undefined;
+  readonly metricsHost: string;
   /** Keys baton does not know: the app's own settings (e.g. DATABASE_URL). */
   readonly env: Readonly<Record<string, string>>;
 }
@@ -64,6 +69,19 @@ function urlPath(raw: string): string {
   const v = raw.trim();
   if (!v.startsWith('/') || /[\s?#]/.test(v)) throw new Error(`must be a path starting with / (no spaces, ? or #), got ${JSON.stringify(raw)}`);
   return v;
+}
+
+/** Unix socket paths are limited to 107 bytes (sun_path) as given to bind(). */
+export const MAX_SOCKET_PATH = 107;
+
+function socketPath(raw: string): string {
+  const v = nonEmpty(raw);
+  if (Buffer.byteLength(v) > MAX_SOCKET_PATH) throw new Error(`must be at most ${MAX_SOCKET_PATH} bytes (a Unix socket path limit), got ${Buffer.byteLength(v)}; use a shorter or relative path`);
+  return v;
+}
+
+function optionalPort(raw: string): number | undefined {
+  return raw.trim() === '' ? undefined : integer(0, 65535)(raw);
 }
 
 function nonEmpty(raw: string): string {
@@ -123,6 +141,22 @@ export const KEYS = {
   SHUTDOWN_DELAY_MS: {
     field: 'shutdownDelayMs', default: () => '0', reloadable: true, parse: integer(0, 600_000),
     doc: 'On SIGTERM/SIGINT/SIGQUIT, keep serving but answer the readiness path 503 this long before closing the listener, so load balancers stop routing first. Never applied on SIGHUP.',
+  },
+  CONTROL_SOCKET: {
+    field: 'controlSocket', default: () => 'baton.sock', reloadable: false, parse: socketPath,
+    doc: 'Unix socket the `baton` CLI talks to (mode 0600), relative to the working directory unless absolute.',
+  },
+  PID_FILE: {
+    field: 'pidFile', default: () => 'baton.pid', reloadable: false, parse: nonEmpty,
+    doc: 'File the primary writes its pid to (removed on exit), relative to the working directory unless absolute.',
+  },
+  METRICS_PORT: {
+    field: 'metricsPort', default: () => '', reloadable: false, parse: optionalPort,
+    doc: 'Port of the Prometheus endpoint (GET /metrics) served by the primary; empty: off; 0: a free port.',
+  },
+  METRICS_HOST: {
+    field: 'metricsHost', default: () => '127.0.0.1', reloadable: false, parse: nonEmpty,
+    doc: 'Address of the metrics endpoint (loopback unless you open it).',
   },
 } as const satisfies Record<string, KeySpec>;
 

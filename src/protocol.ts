@@ -25,6 +25,8 @@ export type WorkerMessage =
   | { readonly type: 'ready'; readonly protocol: number }
   /** The connection `id` was received: the primary may drop its copy. */
   | { readonly type: 'ack'; readonly id: number }
+  /** Counters pushed every second and just before a drained exit; `metrics` is prom-client JSON. */
+  | { readonly type: 'stats'; readonly served: number; readonly inFlight: number; readonly connections: number; readonly metrics: readonly unknown[] }
   /** The worker cannot boot (or crashed); sent just before it exits. */
   | { readonly type: 'fatal'; readonly error: { readonly message: string; readonly stack?: string } };
 
@@ -41,6 +43,9 @@ export function parseWorkerMessage(x: unknown): WorkerMessage | undefined {
       return typeof x.protocol === 'number' ? { type: x.type, protocol: x.protocol } : undefined;
     case 'ack':
       return typeof x.id === 'number' ? { type: 'ack', id: x.id } : undefined;
+    case 'stats':
+      return typeof x.served === 'number' && typeof x.inFlight === 'number' && typeof x.connections === 'number' && Array.isArray(x.metrics)
+        ? { type: 'stats', served: x.served, inFlight: x.inFlight, connections: x.connections, metrics: x.metrics } : undefined;
     case 'fatal': {
       const e = x.error;
       if (!isObject(e) || typeof e.message !== 'string') return undefined;

@@ -1,12 +1,15 @@
 // The primary's start-up: flags, config, the listening socket, signals, then
 // the supervisor takes over. Everything after start-up happens in the
 // supervisor's event loop.
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ENV_FILE, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type ConfigKey } from '../config.js';
 import { createLogger, serializeError } from '../log.js';
 import { Dispatcher } from './dispatcher.js';
+import { ControlSocketInUse, startControlServer, type ControlHandler } from './control-server.js';
 import { listen, type Listener } from './listener.js';
+import { PrimaryMetrics, serveMetrics } from './metrics.js';
 import { EXIT, realClock, Supervisor } from './supervisor.js';
 import { clusterSpawner } from './worker-handle.js';
 
@@ -82,18 +85,50 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   const shadowed = shadowedKeys(loaded, environment);
   if (shadowed.length > 0) log.info({ keys: shadowed }, 'these .env keys are overridden by the environment or flags');
 
-  const dispatcher = new Dispatcher();
-  let listener: Listener;
-  try {
-    listener = await listen(loaded.config.host, loaded.config.port, (s) => dispatcher.accept(s),
-      (err) => log.error({ err: serializeError(err) }, 'listener error'));
-  } catch (err) {
+  // Resources to release on every exit path, newest first.
+  const cleanups: (() => void)[] = [];
+  const exit = (code: number): never => {
+    for (const cleanup of cleanups.reverse()) {
+      try { cleanup(); } catch { /* exiting anyway */ }
+    }
+    process.exit(code);
+  };
+  const bindFailed = (what: string, err: unknown): never => {
     const e = serializeError(err);
-    log.fatal({ err: e, host: loaded.config.host, port: loaded.config.port }, `cannot listen on ${loaded.config.host}:${loaded.config.port}: ${e.message}`);
-    process.exit(EXIT.listenFailed);
+    log.fatal({ err: e }, `cannot listen on ${what}: ${e.message}`);
+    return exit(EXIT.listenFailed);
+  };
+  const c = loaded.config;
+
+  // The control socket first: a second primary started in the same
+  // directory is refused here, before it touches anything else.
+  let handleControl: ControlHandler = () => ({ ok: false, kind: 'rejected', reason: 'starting up' });
+  try {
+    const control = await startControlServer(c.controlSocket, (req, socket) => handleControl(req, socket),
+      (err) => log.error({ err: serializeError(err) }, 'control socket error'));
+    cleanups.push(() => control.close());
+  } catch (err) {
+    if (err instanceof ControlSocketInUse) {
+      log.fatal({ controlSocket: c.controlSocket }, `refusing to start: ${err.message}`);
+      process.stderr.write(`baton: refusing to start: ${err.message}\n`);
+      exit(EXIT.listenFailed);
+    }
+    bindFailed(`control socket ${c.controlSocket}`, err);
   }
 
-  const sup = new Supervisor({
+  const dispatcher = new Dispatcher();
+  let listener!: Listener;
+  try {
+    listener = await listen(c.host, c.port, (s) => dispatcher.accept(s),
+      (err) => log.error({ err: serializeError(err) }, 'listener error'));
+  } catch (err) {
+    bindFailed(`${c.host}:${c.port}`, err);
+  }
+
+  writePidFile(c.pidFile);
+  cleanups.push(() => removePidFile(c.pidFile));
+
+  const sup: Supervisor = new Supervisor({
     spawner: clusterSpawner(fileURLToPath(new URL('../worker.js', import.meta.url))),
     clock: realClock,
     loadConfig: load,
@@ -102,19 +137,68 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     stopAccepting: () => listener.close(),
     address: () => listener.address,
     log,
-    exit: (code) => process.exit(code),
+    exit,
+    observer: c.metricsPort === undefined ? undefined : new PrimaryMetrics({
+      generation: () => sup.generation,
+      workers: () => sup.workers,
+      waitingConnections: () => dispatcher.stats.waiting,
+    }),
   }, loaded);
   supervisor = sup;
+
+  let metricsAddress: { host: string; port: number } | null = null;
+  if (c.metricsPort !== undefined && sup.observer instanceof PrimaryMetrics) {
+    try {
+      const served = await serveMetrics(sup.observer, c.metricsHost, c.metricsPort, (err) => log.error({ err: serializeError(err) }, 'metrics error'));
+      metricsAddress = served.address;
+      cleanups.push(() => served.server.close());
+      log.info(metricsAddress, 'metrics at /metrics');
+    } catch (err) {
+      bindFailed(`metrics ${c.metricsHost}:${c.metricsPort}`, err);
+    }
+  }
+
+  handleControl = (req) => {
+    switch (req.cmd) {
+      case 'status':
+        return { ok: true, cmd: 'status', status: sup.status(metricsAddress) };
+      case 'stop':
+        sup.enqueue({ type: 'stop', source: 'baton stop' });
+        return { ok: true, cmd: 'stop', pid: process.pid };
+      case 'reload':
+        return new Promise((resolve) => sup.enqueue({
+          type: 'reload', source: 'baton reload',
+          reply: (o) => resolve(o.ok ? { ok: true, cmd: 'reload', generation: o.generation, durationMs: o.durationMs } : { ok: false, kind: o.kind, reason: o.reason, ...(o.errors ? { errors: o.errors } : {}) }),
+        }));
+      case 'scale':
+        return new Promise((resolve) => sup.enqueue({
+          type: 'scale', source: 'baton scale', to: req.workers,
+          reply: (o) => resolve(o.ok ? { ok: true, cmd: 'scale', workers: o.workers } : { ok: false, kind: 'rejected', reason: o.reason }),
+        }));
+    }
+  };
 
   // Handlers only enqueue: the supervisor's loop decides, logs and acts.
   process.on('SIGHUP', () => sup.enqueue({ type: 'reload', source: 'SIGHUP' }));
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGQUIT'] as const) {
     process.on(signal, () => sup.enqueue({ type: 'stop', source: signal }));
   }
+  // gunicorn's convention: TTIN adds a worker, TTOU removes one.
+  process.on('SIGTTIN', () => sup.enqueue({ type: 'scale', source: 'SIGTTIN', delta: +1 }));
+  process.on('SIGTTOU', () => sup.enqueue({ type: 'scale', source: 'SIGTTOU', delta: -1 }));
   process.on('uncaughtException', (err) => {
     log.fatal({ err: serializeError(err) }, 'primary crashed');
     // Workers notice the closed IPC channel and exit on their own.
-    process.exit(EXIT.failed);
+    exit(EXIT.failed);
   });
   sup.start();
+}
+
+function writePidFile(path: string): void {
+  writeFileSync(path, `${process.pid}\n`);
+}
+
+/** Removes the PID file if it is still ours (a newer primary may have replaced it). */
+function removePidFile(path: string): void {
+  if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
 }

@@ -13,6 +13,7 @@
 //   stopping   | ignore, log       | 2nd = stop-now       | count it down
 import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult } from '../config.js';
 import type { Logger } from '../log.js';
+import type { ReloadRecord, StatusSnapshot, WorkerStatus } from '../control.js';
 import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type WorkerMessage } from '../protocol.js';
 import { Backoff } from './backoff.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -25,11 +26,23 @@ export type ReloadOutcome =
   | { readonly ok: true; readonly generation: number; readonly durationMs: number }
   | { readonly ok: false; readonly kind: 'rejected' | 'failed' | 'abandoned'; readonly reason: string; readonly errors?: readonly ConfigError[] };
 
-/** Commands come from signals (and later the control socket). */
+export type ScaleOutcome = { readonly ok: true; readonly workers: number } | { readonly ok: false; readonly reason: string };
+
+/** Commands come from signals and the control socket. */
 export type Command =
   | { readonly type: 'reload'; readonly source: string; readonly reply?: (outcome: ReloadOutcome) => void }
   | { readonly type: 'stop'; readonly source: string }
-  | { readonly type: 'stop-now'; readonly source: string };
+  | { readonly type: 'stop-now'; readonly source: string }
+  /** Set the worker count (`to`) or change it by `delta`; never below 1. */
+  | { readonly type: 'scale'; readonly source: string; readonly to?: number; readonly delta?: number; readonly reply?: (outcome: ScaleOutcome) => void };
+
+/** What metrics want to hear about; all optional. */
+export interface SupervisorObserver {
+  reloadEnded?(outcome: ReloadOutcome): void;
+  workerRespawned?(): void;
+  workerMetrics?(worker: WorkerHandle, metrics: readonly unknown[]): void;
+  workerExited?(worker: WorkerHandle): void;
+}
 
 type Event =
   | Command
@@ -65,6 +78,7 @@ export interface SupervisorDeps {
   readonly address: () => { host: string; port: number };
   readonly log: Logger;
   readonly exit: (code: number) => void;
+  readonly observer?: SupervisorObserver;
 }
 
 /** Exit codes, as documented in the README. */
@@ -95,6 +109,9 @@ export class Supervisor {
   /** Stopping, but still serving while load balancers notice (SHUTDOWN_DELAY_MS). */
   private delayingStop = false;
   private readonly backoff = new Backoff(100, 10_000);
+  /** A count set by scaling; holds across reloads until WORKERS changes. */
+  private scaleOverride: number | undefined;
+  private lastReload: ReloadRecord | null = null;
   private readonly startedAt: number;
 
   constructor(private readonly deps: SupervisorDeps, initial: LoadedConfig) {
@@ -104,6 +121,15 @@ export class Supervisor {
 
   get currentState(): State {
     return this.state;
+  }
+
+  get observer(): SupervisorObserver | undefined {
+    return this.deps.observer;
+  }
+
+  /** Every live worker, of any generation. */
+  get workers(): readonly WorkerHandle[] {
+    return [...this.live];
   }
 
   /** The serving generation (or the booting first one), for log lines. */
@@ -141,6 +167,8 @@ export class Supervisor {
         return this.beginStop(ev.source);
       case 'stop-now':
         return this.stopNow(ev.source);
+      case 'scale':
+        return this.onScale(ev);
       case 'worker-message':
         return this.onWorkerMessage(ev.worker, ev.msg);
       case 'worker-exit':
@@ -213,6 +241,10 @@ export class Supervisor {
       log.warn({ key }, `${key} changed in the .env file but the environment (or a flag) sets it: the file's value is ignored`);
     }
     if (diff.changed.length > 0) this.configVersion++;
+    if (diff.changed.includes('WORKERS') && this.scaleOverride !== undefined) {
+      log.info({ scaled: this.scaleOverride, workers: result.loaded.config.workers }, 'WORKERS changed in the config: it replaces the scaled count');
+      this.scaleOverride = undefined;
+    }
     this.state = 'reloading';
     this.next = this.newGeneration(result.loaded, this.configVersion, requestedAt);
     log.info({ newGeneration: this.next.id, configVersion: this.configVersion, changed: diff.changed, workers: this.next.size }, 'reload started');
@@ -257,6 +289,10 @@ export class Supervisor {
 
   private endReload(outcome: ReloadOutcome): void {
     if (this.state === 'reloading') this.state = 'running';
+    this.lastReload = outcome.ok
+      ? { ok: true, generation: outcome.generation, durationMs: outcome.durationMs, at: Date.now() }
+      : { ok: false, reason: outcome.reason, at: Date.now() };
+    this.deps.observer?.reloadEnded?.(outcome);
     for (const reply of this.activeReplies.splice(0)) reply(outcome);
     this.runQueuedReload();
   }
@@ -273,7 +309,7 @@ export class Supervisor {
   // ---- workers ------------------------------------------------------------
 
   private newGeneration(loaded: LoadedConfig, configVersion: number, requestedAt: number): Generation {
-    return new Generation(++this.generationSeq, loaded, configVersion, loaded.config.workers, requestedAt);
+    return new Generation(++this.generationSeq, loaded, configVersion, this.scaleOverride ?? loaded.config.workers, requestedAt);
   }
 
   /** Spawns workers until `gen` has its full size. */
@@ -288,9 +324,12 @@ export class Supervisor {
       message: (raw) => {
         const msg = parseWorkerMessage(raw);
         if (!msg) return;
-        // Acks are the data path: straight to the dispatcher, not the queue.
+        // Acks (the data path) and stats change no state: handled at once.
         if (msg.type === 'ack') this.deps.dispatcher.ack(msg.id);
-        else this.enqueue({ type: 'worker-message', worker, msg });
+        else if (msg.type === 'stats') {
+          worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections };
+          this.deps.observer?.workerMetrics?.(worker, msg.metrics);
+        } else this.enqueue({ type: 'worker-message', worker, msg });
       },
       exit: (code, signal) => this.enqueue({ type: 'worker-exit', worker, code, signal }),
       error: (err) => this.deps.log.error({ err: err.message, workerId: worker.id }, 'worker process error'),
@@ -331,6 +370,7 @@ export class Supervisor {
         }
         return;
       case 'ack':
+      case 'stats':
         return;
     }
   }
@@ -343,6 +383,7 @@ export class Supervisor {
     worker.gen.workers.delete(worker);
     this.live.delete(worker);
     dispatcher.workerGone(worker);
+    this.deps.observer?.workerExited?.(worker);
 
     const fields = { workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id, code, signal, planned: worker.planned };
     if (worker.planned) log.info(fields, 'worker exited');
@@ -366,6 +407,7 @@ export class Supervisor {
     const delayMs = this.backoff.next();
     const generation = worker.gen.id;
     log.warn({ workerGeneration: generation, delayMs }, 'respawning worker');
+    this.deps.observer?.workerRespawned?.();
     clock.setTimeout(() => this.enqueue({ type: 'respawn', generation }), delayMs);
   }
 
@@ -405,6 +447,65 @@ export class Supervisor {
     if (!entry || --entry.remaining > 0) return;
     this.retiring.delete(worker.gen.id);
     this.deps.log.info({ retiredGeneration: worker.gen.id, durationMs: Math.round(this.deps.clock.now() - entry.since) }, 'generation retired');
+  }
+
+  // ---- scaling ------------------------------------------------------------
+
+  private onScale(cmd: Extract<Command, { type: 'scale' }>): void {
+    const log = this.deps.log;
+    if (this.state === 'stopping' || this.state === 'stopped') {
+      log.warn({ source: cmd.source }, 'scale ignored: shutting down');
+      cmd.reply?.({ ok: false, reason: 'shutting down' });
+      return;
+    }
+    const from = this.targetWorkers;
+    const to = Math.max(1, Math.min(1024, cmd.to ?? from + (cmd.delta ?? 0)));
+    this.scaleOverride = to;
+    if (to !== from) log.info({ source: cmd.source, from, to }, 'scaling workers');
+    else log.info({ source: cmd.source, workers: to }, to === 1 && (cmd.delta ?? 0) < 0 ? 'scale ignored: never below 1 worker' : 'scale: already at that count');
+    if (this.current) this.resize(this.current, to);
+    if (this.next) this.resize(this.next, to);
+    cmd.reply?.({ ok: true, workers: to });
+  }
+
+  /** The count a new generation gets now. */
+  private get targetWorkers(): number {
+    return this.scaleOverride ?? this.loaded.config.workers;
+  }
+
+  private resize(gen: Generation, size: number): void {
+    gen.size = size;
+    this.fill(gen);
+    // Remove booting workers first (they serve nothing), then the oldest.
+    const byPreference = [...gen.workers].sort((a, b) => (a.state === 'booting' ? 0 : 1) - (b.state === 'booting' ? 0 : 1) || a.id - b.id);
+    for (const w of byPreference.slice(0, Math.max(0, gen.workers.size - size))) {
+      if (w.state === 'booting') this.abandon(w);
+      else this.drain(w, 'scale-down');
+    }
+    if (gen === this.next && gen.ready().length >= gen.size) this.promote(gen);
+  }
+
+  /** A read-only snapshot for `baton status`. */
+  status(metrics: { host: string; port: number } | null): StatusSnapshot {
+    const now = this.deps.clock.now();
+    const workers: WorkerStatus[] = [...this.live].map((w) => ({
+      id: w.id, pid: w.pid, generation: w.gen.id,
+      state: w.state === 'booting' ? 'starting' : w.state === 'exited' ? 'draining' : w.state,
+      uptimeMs: Math.round(now - w.startedAt),
+      served: w.stats.served, inFlight: w.stats.inFlight,
+    }));
+    return {
+      pid: process.pid,
+      state: this.state,
+      generation: this.current?.id ?? 0,
+      configVersion: this.current?.configVersion ?? 0,
+      targetWorkers: this.targetWorkers,
+      workers,
+      lastReload: this.lastReload,
+      uptimeMs: Math.round(now - this.startedAt),
+      address: this.deps.address(),
+      metrics,
+    };
   }
 
   // ---- shutdown -----------------------------------------------------------

@@ -35,6 +35,8 @@ export class WorkerHandle {
   planned = false;
   /** The pending deadline: readiness while booting, drain while draining. */
   timer: unknown;
+  /** The worker's last pushed counters. */
+  stats = { served: 0, inFlight: 0, connections: 0 };
 
   constructor(
     readonly id: number,

@@ -7,6 +7,7 @@ import { createLogger, serializeError, type Logger } from '../log.js';
 import { parsePrimaryMessage, PROTOCOL_VERSION, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { loadApp, type AppHandle } from './app-host.js';
 import { ConnectionTracker } from './drain.js';
+import { STATS_INTERVAL_MS, WorkerMetrics } from './metrics.js';
 
 type InitMessage = Extract<PrimaryMessage, { type: 'init' }>;
 
@@ -72,6 +73,19 @@ interface Identity {
 
 function serve(app: AppHandle, id: Identity, log: Logger): void {
   const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs);
+  const metrics = new WorkerMetrics();
+  const pushStats = async (): Promise<void> => {
+    const snapshot = await metrics.snapshot();
+    const { served, inFlight, sockets } = tracker.stats;
+    // Resolves once written, so a process.exit() after it cannot cut it off.
+    await new Promise<void>((resolve) => {
+      const msg: WorkerMessage = { type: 'stats', served, inFlight, connections: sockets, metrics: snapshot };
+      if (!process.connected || !process.send) return resolve();
+      process.send(msg, undefined, {}, () => resolve());
+    });
+  };
+  // unref: the stats timer must never keep a drained worker alive.
+  setInterval(() => void pushStats(), STATS_INTERVAL_MS).unref();
   const health = (res: ServerResponse): void => {
     const { inFlight, sockets, served } = tracker.stats;
     const body = JSON.stringify({
@@ -98,6 +112,7 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
       if (path === id.config.healthPath) return health(res);
       if (path === id.config.readyPath) return readiness(res);
     }
+    metrics.observe(req, res);
     app.handler(req, res);
   });
   server.keepAliveTimeout = id.config.keepAliveTimeoutMs;
@@ -120,6 +135,8 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
       log.error({ err: serializeError(err) }, 'app close hook failed');
     }
     log.info({ served: tracker.stats.served }, 'worker drained, exiting');
+    // The final counts, so the primary's counters lose nothing of this worker.
+    await pushStats();
     process.exit(0);
   };
 
