@@ -10,6 +10,7 @@ import { Dispatcher } from './dispatcher.js';
 import { ControlSocketInUse, startControlServer, type ControlHandler } from './control-server.js';
 import { listen, type Listener } from './listener.js';
 import { PrimaryMetrics, serveMetrics } from './metrics.js';
+import { SystemdNotifier } from './notify.js';
 import { EXIT, realClock, Supervisor } from './supervisor.js';
 import { clusterSpawner } from './worker-handle.js';
 
@@ -128,6 +129,12 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   writePidFile(c.pidFile);
   cleanups.push(() => removePidFile(c.pidFile));
 
+  const metrics = c.metricsPort === undefined ? undefined : new PrimaryMetrics({
+    generation: () => sup.generation,
+    workers: () => sup.workers,
+    waitingConnections: () => dispatcher.stats.waiting,
+  });
+  const notifier = SystemdNotifier.fromEnvironment(environment, log);
   const sup: Supervisor = new Supervisor({
     spawner: clusterSpawner(fileURLToPath(new URL('../worker.js', import.meta.url))),
     clock: realClock,
@@ -137,19 +144,16 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     stopAccepting: () => listener.close(),
     address: () => listener.address,
     log,
-    exit,
-    observer: c.metricsPort === undefined ? undefined : new PrimaryMetrics({
-      generation: () => sup.generation,
-      workers: () => sup.workers,
-      waitingConnections: () => dispatcher.stats.waiting,
-    }),
+    // Let systemd hear STOPPING=1 before the process is gone.
+    exit: (code) => void (notifier?.flushed() ?? Promise.resolve()).then(() => exit(code)),
+    observers: [metrics, notifier].filter((o) => o !== undefined),
   }, loaded);
   supervisor = sup;
 
   let metricsAddress: { host: string; port: number } | null = null;
-  if (c.metricsPort !== undefined && sup.observer instanceof PrimaryMetrics) {
+  if (metrics) {
     try {
-      const served = await serveMetrics(sup.observer, c.metricsHost, c.metricsPort, (err) => log.error({ err: serializeError(err) }, 'metrics error'));
+      const served = await serveMetrics(metrics, c.metricsHost, c.metricsPort ?? 0, (err) => log.error({ err: serializeError(err) }, 'metrics error'));
       metricsAddress = served.address;
       cleanups.push(() => served.server.close());
       log.info(metricsAddress, 'metrics at /metrics');

@@ -36,9 +36,14 @@ export type Command =
   /** Set the worker count (`to`) or change it by `delta`; never below 1. */
   | { readonly type: 'scale'; readonly source: string; readonly to?: number; readonly delta?: number; readonly reply?: (outcome: ScaleOutcome) => void };
 
-/** What metrics want to hear about; all optional. */
+/** What metrics and the service manager want to hear about; all optional. */
 export interface SupervisorObserver {
+  /** The first generation serves. */
+  ready?(generation: number): void;
+  /** A reload begins (before its config is read: it may still be rejected). */
+  reloadStarted?(): void;
   reloadEnded?(outcome: ReloadOutcome): void;
+  stopping?(): void;
   workerRespawned?(): void;
   workerMetrics?(worker: WorkerHandle, metrics: readonly unknown[]): void;
   workerExited?(worker: WorkerHandle): void;
@@ -78,7 +83,7 @@ export interface SupervisorDeps {
   readonly address: () => { host: string; port: number };
   readonly log: Logger;
   readonly exit: (code: number) => void;
-  readonly observer?: SupervisorObserver;
+  readonly observers?: readonly SupervisorObserver[];
 }
 
 /** Exit codes, as documented in the README. */
@@ -121,10 +126,6 @@ export class Supervisor {
 
   get currentState(): State {
     return this.state;
-  }
-
-  get observer(): SupervisorObserver | undefined {
-    return this.deps.observer;
   }
 
   /** Every live worker, of any generation. */
@@ -225,6 +226,7 @@ export class Supervisor {
     const current = this.current;
     if (!current) return;
     const requestedAt = this.deps.clock.now();
+    this.tell((o) => o.reloadStarted?.());
     const result = this.deps.loadConfig();
     if (!result.ok) {
       log.error({ envFile: result.envFile, errors: result.errors }, `reload rejected: ${result.errors.map((e) => e.message).join('; ')}`);
@@ -265,6 +267,7 @@ export class Supervisor {
       this.state = 'running';
       const { host, port } = this.deps.address();
       log.info({ host, port, workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs }, 'ready');
+      this.tell((o) => o.ready?.(gen.id));
     } else {
       this.retire(old, 'reload');
       log.info({ workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs }, 'reload complete');
@@ -292,7 +295,7 @@ export class Supervisor {
     this.lastReload = outcome.ok
       ? { ok: true, generation: outcome.generation, durationMs: outcome.durationMs, at: Date.now() }
       : { ok: false, reason: outcome.reason, at: Date.now() };
-    this.deps.observer?.reloadEnded?.(outcome);
+    this.tell((o) => o.reloadEnded?.(outcome));
     for (const reply of this.activeReplies.splice(0)) reply(outcome);
     this.runQueuedReload();
   }
@@ -307,6 +310,10 @@ export class Supervisor {
   }
 
   // ---- workers ------------------------------------------------------------
+
+  private tell(fn: (o: SupervisorObserver) => void): void {
+    for (const o of this.deps.observers ?? []) fn(o);
+  }
 
   private newGeneration(loaded: LoadedConfig, configVersion: number, requestedAt: number): Generation {
     return new Generation(++this.generationSeq, loaded, configVersion, this.scaleOverride ?? loaded.config.workers, requestedAt);
@@ -328,7 +335,7 @@ export class Supervisor {
         if (msg.type === 'ack') this.deps.dispatcher.ack(msg.id);
         else if (msg.type === 'stats') {
           worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections };
-          this.deps.observer?.workerMetrics?.(worker, msg.metrics);
+          this.tell((o) => o.workerMetrics?.(worker, msg.metrics));
         } else this.enqueue({ type: 'worker-message', worker, msg });
       },
       exit: (code, signal) => this.enqueue({ type: 'worker-exit', worker, code, signal }),
@@ -383,7 +390,7 @@ export class Supervisor {
     worker.gen.workers.delete(worker);
     this.live.delete(worker);
     dispatcher.workerGone(worker);
-    this.deps.observer?.workerExited?.(worker);
+    this.tell((o) => o.workerExited?.(worker));
 
     const fields = { workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id, code, signal, planned: worker.planned };
     if (worker.planned) log.info(fields, 'worker exited');
@@ -407,7 +414,7 @@ export class Supervisor {
     const delayMs = this.backoff.next();
     const generation = worker.gen.id;
     log.warn({ workerGeneration: generation, delayMs }, 'respawning worker');
-    this.deps.observer?.workerRespawned?.();
+    this.tell((o) => o.workerRespawned?.());
     clock.setTimeout(() => this.enqueue({ type: 'respawn', generation }), delayMs);
   }
 
@@ -516,6 +523,7 @@ export class Supervisor {
     this.state = 'stopping';
     this.stopStartedAt = this.deps.clock.now();
     log.info({ source, was }, 'shutdown started');
+    this.tell((o) => o.stopping?.());
     this.endPendingReloads('shutting down');
     if (this.next) {
       if (was === 'reloading') log.warn({ abandonedGeneration: this.next.id }, 'reload abandoned: shutting down');
@@ -550,7 +558,10 @@ export class Supervisor {
     const log = this.deps.log;
     if (this.state === 'stopped') return;
     log.warn({ source, workers: this.live.size }, 'forced shutdown: killing workers');
-    if (this.state !== 'stopping') this.stopStartedAt = this.deps.clock.now();
+    if (this.state !== 'stopping') {
+      this.stopStartedAt = this.deps.clock.now();
+      this.tell((o) => o.stopping?.());
+    }
     this.delayingStop = false;
     // Both are idempotent: a forced stop may come before or after them.
     this.deps.stopAccepting();
