@@ -81,9 +81,8 @@ export class Dispatcher {
     return undefined;
   }
 
-  private dispatch(socket: Socket): void {
+  private dispatch(socket: Socket, worker = this.pick()): void {
     if (socket.destroyed) return;
-    const worker = this.pick();
     if (!worker) {
       this.waiting.push(socket);
       return;
@@ -98,10 +97,10 @@ export class Dispatcher {
     });
   }
 
+  /** Hands waiting connections out, as long as some worker can take them. */
   private flush(): void {
-    while (this.waiting.length > 0 && this.pick()) {
-      const socket = this.waiting.shift();
-      if (socket) this.dispatch(socket);
+    for (let worker = this.pick(); worker && this.waiting.length > 0; worker = this.pick()) {
+      this.dispatch(this.waiting.shift() as Socket, worker);
     }
   }
 }

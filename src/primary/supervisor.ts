@@ -283,8 +283,7 @@ export class Supervisor {
     for (const w of gen.workers) this.abandon(w);
     if (this.state === 'starting') {
       log.fatal({ reason }, `startup failed: ${reason}`);
-      this.exitCode = EXIT.bootFailed;
-      return this.shutdownAfterFailure();
+      return this.stopNow('startup failed', EXIT.bootFailed);
     }
     log.error({ failedGeneration: gen.id, reason }, `reload failed: ${reason}; generation ${this.current?.id} keeps serving`);
     this.endReload({ ok: false, kind: 'failed', reason });
@@ -554,10 +553,14 @@ export class Supervisor {
     if (this.live.size === 0) this.finish();
   }
 
-  private stopNow(source: string): void {
+  /**
+   * Kill every worker and exit with `exitCode` once they are gone: a second
+   * stop signal, or a first generation that cannot boot.
+   */
+  private stopNow(source: string, exitCode: number = EXIT.failed): void {
     const log = this.deps.log;
     if (this.state === 'stopped') return;
-    log.warn({ source, workers: this.live.size }, 'forced shutdown: killing workers');
+    if (exitCode === EXIT.failed) log.warn({ source, workers: this.live.size }, 'forced shutdown: killing workers');
     if (this.state !== 'stopping') {
       this.stopStartedAt = this.deps.clock.now();
       this.tell((o) => o.stopping?.());
@@ -567,23 +570,12 @@ export class Supervisor {
     this.deps.stopAccepting();
     this.deps.dispatcher.closeWaiting();
     this.state = 'stopping';
-    this.exitCode = EXIT.failed;
+    this.exitCode = exitCode;
     this.next = undefined;
-    this.endPendingReloads('shutting down');
+    this.endPendingReloads(exitCode === EXIT.bootFailed ? 'startup failed' : 'shutting down');
     for (const w of this.live) this.abandon(w);
     if (this.live.size === 0) return this.finish();
     this.deps.clock.setTimeout(() => this.enqueue({ type: 'force-exit' }), FORCE_EXIT_MS);
-  }
-
-  /** The first generation could not boot: kill what is left, then exit. */
-  private shutdownAfterFailure(): void {
-    this.state = 'stopping';
-    this.stopStartedAt = this.deps.clock.now();
-    this.deps.stopAccepting();
-    this.deps.dispatcher.closeWaiting();
-    this.endPendingReloads('startup failed');
-    for (const w of this.live) this.abandon(w);
-    if (this.live.size === 0) this.finish();
   }
 
   private endPendingReloads(reason: string): void {
