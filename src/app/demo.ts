@@ -12,10 +12,12 @@ function send(res: Parameters<RequestListener>[1], status: number, body: string)
 
 export function createApp(ctx: AppContext): RequestListener {
   const message = ctx.config.message;
+  const body = `${message}\n`;
   return (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n');
-    if (url.pathname === '/') return send(res, 200, `${message}\n`);
+    if (req.url === '/') return send(res, 200, body); // the hot path: no URL parsing
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/') return send(res, 200, body);
     if (url.pathname === '/slow') {
       const raw = url.searchParams.get('ms') ?? '1000';
       const ms = Number(raw);

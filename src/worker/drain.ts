@@ -11,6 +11,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { DrainReason } from '../protocol.js';
 
+export interface ResponseObserver {
+  record(code: string, seconds: number): void;
+}
+
 interface SocketState {
   inFlight: number;
   idleTimer: NodeJS.Timeout | undefined;
@@ -48,8 +52,12 @@ export class ConnectionTracker {
     if (this.draining) this.becameIdle(socket, state);
   }
 
-  /** A request began on `req.socket`; call before the app sees it. */
-  beginRequest(req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * A request began on `req.socket`; call before the app sees it. `observer`
+   * (if any) hears of the response's end: one 'close' listener serves both.
+   */
+  beginRequest(req: IncomingMessage, res: ServerResponse, observer?: ResponseObserver): void {
+    const started = observer ? process.hrtime.bigint() : 0n;
     const socket = req.socket;
     const state = this.sockets.get(socket);
     if (state) {
@@ -62,6 +70,7 @@ export class ConnectionTracker {
     res.once('close', () => {
       this.responses.delete(res);
       this.servedCount++;
+      observer?.record(res.writableFinished ? String(res.statusCode) : 'aborted', Number(process.hrtime.bigint() - started) / 1e9);
       if (state && --state.inFlight === 0 && this.draining && !socket.destroyed) this.becameIdle(socket, state);
     });
   }

@@ -64,6 +64,11 @@ export async function runWorker(): Promise<void> {
   serve(app, { config, generation, workerId, configVersion }, log);
 }
 
+/** `url` is `path`, with or without a query string (no allocation: this runs per request). */
+function isPath(url: string, path: string): boolean {
+  return url.startsWith(path) && (url.length === path.length || url.charCodeAt(path.length) === 63 /* ? */);
+}
+
 interface Identity {
   readonly config: Config;
   readonly generation: number;
@@ -75,7 +80,7 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
   const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs);
   const metrics = new WorkerMetrics();
   const pushStats = async (): Promise<void> => {
-    const snapshot = await metrics.snapshot();
+    const snapshot = metrics.snapshot();
     const { served, inFlight, sockets } = tracker.stats;
     // Resolves once written, so a process.exit() after it cannot cut it off.
     await new Promise<void>((resolve) => {
@@ -105,14 +110,16 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
     res.writeHead(unready ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   };
+  const { healthPath, readyPath } = id.config;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    tracker.beginRequest(req, res);
-    if (req.method === 'GET' || req.method === 'HEAD') {
-      const path = req.url?.split('?', 1)[0];
-      if (path === id.config.healthPath) return health(res);
-      if (path === id.config.readyPath) return readiness(res);
+    const url = req.url ?? '/';
+    const probe = req.method !== 'GET' && req.method !== 'HEAD' ? undefined
+      : isPath(url, healthPath) ? health : isPath(url, readyPath) ? readiness : undefined;
+    if (probe) {
+      tracker.beginRequest(req, res); // probes are not counted in the request metrics
+      return probe(res);
     }
-    metrics.observe(req, res);
+    tracker.beginRequest(req, res, metrics);
     app.handler(req, res);
   });
   server.keepAliveTimeout = id.config.keepAliveTimeoutMs;
