@@ -1,9 +1,13 @@
 // Logging: one line per event, each naming the process (role, pid) and the
 // generation it belongs to. JSON for machines; colored one-liners for a
 // person at a terminal (LOG_FORMAT=auto picks by whether stdout is a TTY).
+import { createRequire } from 'node:module';
 import pino, { type DestinationStream, type Logger } from 'pino';
-import pretty from 'pino-pretty';
 import type { LogFormat, LogLevel } from './config.js';
+
+// pino-pretty is loaded only when used: it costs every worker tens of
+// milliseconds of CPU at boot, during a reload, when the output is JSON.
+const require = createRequire(import.meta.url);
 
 export type { Logger };
 export type Role = 'primary' | 'worker';
@@ -21,6 +25,7 @@ function destination(format: LogFormat): DestinationStream {
   // Synchronous writes: every process shares stdout, and a line must be out
   // before a process.exit() that follows it.
   if (!usePretty) return pino.destination({ dest: 1, sync: true });
+  const pretty = require('pino-pretty') as typeof import('pino-pretty');
   return pretty({
     sync: true,
     colorize: process.stdout.isTTY === true,
