@@ -21,6 +21,7 @@ export interface Config {
   readonly readyTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
+  readonly drainSpreadMs: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   readonly healthPath: string;
@@ -121,6 +122,10 @@ export const KEYS = {
   KEEP_ALIVE_TIMEOUT_MS: {
     field: 'keepAliveTimeoutMs', default: () => '5000', reloadable: true, parse: integer(100, 600_000),
     doc: 'Idle keep-alive timeout, advertised as Keep-Alive: timeout=N; a draining worker closes idle sockets after it.',
+  },
+  DRAIN_SPREAD_MS: {
+    field: 'drainSpreadMs', default: () => '500', reloadable: true, parse: integer(0, 60_000),
+    doc: 'On a reload, a draining worker asks its keep-alive clients to reconnect (Connection: close) at random moments over this long instead of all at once; 0: all at once.',
   },
   LOG_LEVEL: {
     field: 'logLevel', default: () => 'info', reloadable: true, parse: oneOf(LOG_LEVELS),

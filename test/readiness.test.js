@@ -7,7 +7,8 @@ import { startBaton } from './helpers/baton.js';
 import { get, waitInFlight } from './helpers/http.js';
 
 test('readiness stays 200 on a keep-alive probe connection held to a worker that drains for a reload', async (t) => {
-  const baton = await startBaton({ t, env: { WORKERS: '1' } });
+  // DRAIN_SPREAD_MS=0: every response of the draining worker carries Connection: close.
+  const baton = await startBaton({ t, env: { WORKERS: '1', DRAIN_SPREAD_MS: '0' } });
   // A load balancer's health checker keeps its connection open between probes.
   const probe = new Client(`http://127.0.0.1:${baton.port}`);
   t.teardown(() => probe.destroy());

@@ -121,3 +121,44 @@ test('a burst of 20 SIGHUPs ends in one or two reloads with the newest config', 
   t.is(count('reload complete'), started);
   t.is((await get(baton.port, '/')).body, 'v20\n');
 });
+
+test('a draining worker spreads its keep-alive clients\' reconnects over DRAIN_SPREAD_MS instead of closing them all at once', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1', DRAIN_SPREAD_MS: '1500' } });
+  const { Client } = await import('undici');
+  // 8 keep-alive connections, each asking in a loop, each noting when the
+  // old generation first answered it with Connection: close.
+  const clients = Array.from({ length: 8 }, () => new Client(`http://127.0.0.1:${baton.port}`));
+  t.teardown(() => Promise.all(clients.map((c) => c.destroy())));
+  let signalAt = 0;
+  let running = true;
+  /** @type {number[]} */
+  const closedAfter = [];
+  let failed = 0;
+  const answered = clients.map(() => 0);
+  const loops = clients.map(async (client, i) => {
+    let noted = false;
+    while (running) {
+      try {
+        const res = await client.request({ path: '/healthz', method: 'GET' });
+        const body = await res.body.json();
+        answered[i]++;
+        if (!noted && signalAt > 0 && body.generation === 1 && res.headers.connection === 'close') {
+          noted = true;
+          closedAfter.push(Date.now() - signalAt);
+        }
+      } catch { failed++; }
+    }
+  });
+  t.true(await pollUntil(() => answered.every((n) => n > 0), 5000), 'every connection is open and serving');
+  const since = baton.logs.length;
+  signalAt = Date.now();
+  baton.signal('SIGHUP');
+  await baton.waitForLog((l) => l.msg === 'generation retired' && l.retiredGeneration === 1, { since });
+  running = false;
+  await Promise.all(loops);
+  t.is(failed, 0);
+  t.is(closedAfter.length, 8, 'every connection was asked to reconnect');
+  closedAfter.sort((a, b) => a - b);
+  t.true(/** @type {number} */ (closedAfter.at(-1)) - /** @type {number} */ (closedAfter[0]) > 300, `spread: ${closedAfter.join(', ')} ms after the signal`);
+  t.true(/** @type {number} */ (closedAfter.at(-1)) < 1500 + 1000, `within the spread: ${closedAfter.join(', ')}`);
+});

@@ -4,9 +4,11 @@
 //
 // The race: destroying a keep-alive socket that looks idle can cross a request
 // the client is sending on it. So a reload never closes an idle socket at the
-// instant of the drain: in-flight and later responses carry Connection: close,
-// and idle sockets end by the keep-alive timeout the server already advertises
-// (well-behaved clients stop reusing a socket before that).
+// instant of the drain: responses carry Connection: close, and idle sockets
+// end by the keep-alive timeout the server already advertises (well-behaved
+// clients stop reusing a socket before that). On a reload each socket gets a
+// random moment within DRAIN_SPREAD_MS from which its responses carry the
+// close (Envoy's "gradual" drain), so clients do not all reconnect at once.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { DrainReason } from '../protocol.js';
@@ -18,6 +20,8 @@ export interface ResponseObserver {
 interface SocketState {
   inFlight: number;
   idleTimer: NodeJS.Timeout | undefined;
+  /** While draining: from this time (performance.now()) its responses carry Connection: close. */
+  closeAt: number;
 }
 
 /** How long a socket we ended may stay half-open before it is destroyed. */
@@ -30,7 +34,7 @@ export class ConnectionTracker {
   private onEmpty: (() => void) | undefined;
   private servedCount = 0;
 
-  constructor(private readonly idleTimeoutMs: number) {}
+  constructor(private readonly idleTimeoutMs: number, private readonly spreadMs = 0) {}
 
   get draining(): boolean {
     return this.drainReason !== undefined;
@@ -42,7 +46,7 @@ export class ConnectionTracker {
 
   /** A new connection handed to this worker. */
   addSocket(socket: Socket): void {
-    const state: SocketState = { inFlight: 0, idleTimer: undefined };
+    const state: SocketState = { inFlight: 0, idleTimer: undefined, closeAt: 0 };
     this.sockets.set(socket, state);
     socket.once('close', () => {
       clearTimeout(state.idleTimer);
@@ -66,7 +70,7 @@ export class ConnectionTracker {
       state.idleTimer = undefined;
     }
     this.responses.add(res);
-    if (this.draining) res.setHeader('Connection', 'close');
+    if (this.draining && (!state || performance.now() >= state.closeAt)) closeAfterResponse(res);
     res.once('close', () => {
       this.responses.delete(res);
       this.servedCount++;
@@ -85,8 +89,22 @@ export class ConnectionTracker {
     if (this.drainReason === reason || this.drainReason === 'shutdown') return false;
     this.drainReason = reason;
     this.onEmpty = onEmpty;
-    // Responses not started yet will close their connection when done.
-    for (const res of this.responses) if (!res.headersSent) res.setHeader('Connection', 'close');
+    // On a reload, keep-alive clients are asked to reconnect spread over
+    // spreadMs rather than all at once: a burst of reconnects would queue
+    // behind the one-at-a-time socket hand-over to new, still cold workers.
+    const now = performance.now();
+    const spread = reason === 'shutdown' ? 0 : this.spreadMs;
+    for (const state of this.sockets.values()) state.closeAt = now + Math.random() * spread;
+    // Responses not started yet close their connection when done, once
+    // their socket's moment has come.
+    for (const res of this.responses) {
+      const delay = (this.sockets.get(res.req.socket)?.closeAt ?? now) - now;
+      if (delay <= 0) closeAfterResponse(res);
+      else {
+        const timer = setTimeout(() => closeAfterResponse(res), delay);
+        res.once('close', () => clearTimeout(timer));
+      }
+    }
     for (const [socket, state] of this.sockets) if (state.inFlight === 0) this.becameIdle(socket, state);
     this.checkEmpty();
     return true;
@@ -108,6 +126,10 @@ export class ConnectionTracker {
       done();
     }
   }
+}
+
+function closeAfterResponse(res: ServerResponse): void {
+  if (!res.headersSent) res.setHeader('Connection', 'close');
 }
 
 /** Ends a socket gracefully (flushing what is written), destroying it if the peer never closes. */

@@ -77,7 +77,7 @@ interface Identity {
 }
 
 function serve(app: AppHandle, id: Identity, log: Logger): void {
-  const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs);
+  const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs, id.config.drainSpreadMs);
   const metrics = new WorkerMetrics();
   const pushStats = async (): Promise<void> => {
     const snapshot = metrics.snapshot();
