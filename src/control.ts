@@ -41,6 +41,8 @@ export type StatusSnapshot = {
   readonly workers: readonly WorkerStatus[];
   readonly lastReload: ReloadRecord | null;
   readonly uptimeMs: number;
+  /** The primary's own memory, bytes. */
+  readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
   readonly address: { readonly host: string; readonly port: number };
   readonly metrics: { readonly host: string; readonly port: number } | null;
 };

@@ -1,4 +1,12 @@
 // Entry point of the primary: `node dist/primary.js`.
+import { setFlagsFromString } from 'node:v8';
 import { runPrimary } from './primary/main.js';
+
+// The primary allocates short-lived objects for every connection it hands
+// over; V8 would grow its young generation to 32 MB for that. Keeping it at
+// its start size costs no measurable throughput (4071 vs 4077 new
+// connections/s) and keeps ~20 MB of RSS from piling up. This flag is read at
+// each growth decision, so setting it at run time takes effect.
+setFlagsFromString('--semi-space-growth-factor=1');
 
 void runPrimary(process.argv.slice(2));

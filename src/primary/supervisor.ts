@@ -509,6 +509,7 @@ export class Supervisor {
       workers,
       lastReload: this.lastReload,
       uptimeMs: Math.round(now - this.startedAt),
+      memory: (({ rss, heapUsed, heapTotal }) => ({ rss, heapUsed, heapTotal }))(process.memoryUsage()),
       address: this.deps.address(),
       metrics,
     };
