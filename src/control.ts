@@ -81,9 +81,9 @@ export function parseRequest(line: string): ControlRequest | string {
 export class NoPrimaryError extends Error {}
 
 /**
- * Sends one request and resolves with the response. `onClose` (if given)
- * keeps the connection open after the response and resolves when the primary
- * closes it, which happens when it exits.
+ * Sends one request and resolves with the response, and with `closed`, which
+ * resolves when the primary closes the connection (after `stop`, that is
+ * when it exits).
  */
 export function sendRequest(socketPath: string, req: ControlRequest, timeoutMs: number): Promise<{ response: ControlResponse; closed: Promise<void> }> {
   return new Promise((resolve, reject) => {
