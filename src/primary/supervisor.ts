@@ -229,13 +229,13 @@ export class Supervisor {
     this.tell((o) => o.reloadStarted?.());
     const result = this.deps.loadConfig();
     if (!result.ok) {
-      log.error({ envFile: result.envFile, errors: result.errors }, `reload rejected: ${result.errors.map((e) => e.message).join('; ')}`);
-      return this.endReload({ ok: false, kind: 'rejected', reason: result.errors.map((e) => e.message).join('; '), errors: result.errors });
+      const reason = result.errors.map((e) => e.message).join('; ');
+      log.error({ envFile: result.envFile, errors: result.errors }, `reload rejected: ${reason}`);
+      return this.endReload({ ok: false, kind: 'rejected', reason, errors: result.errors });
     }
     const diff = diffConfig(current.loaded, result.loaded, this.deps.environment);
     if (diff.restartOnly.length > 0) {
-      const what = diff.restartOnly.map((k) => k).join(', ');
-      const reason = `${what} cannot change on reload (the listening socket is kept for the primary's life); restart baton to apply it`;
+      const reason = `${diff.restartOnly.join(', ')} cannot change on reload (the listening socket is kept for the primary's life); restart baton to apply it`;
       log.error({ keys: diff.restartOnly }, `reload rejected: ${reason}`);
       return this.endReload({ ok: false, kind: 'rejected', reason });
     }
@@ -263,17 +263,15 @@ export class Supervisor {
     log.level = gen.config.logLevel;
     this.deps.dispatcher.setTargets(gen.ready());
     const durationMs = Math.round(this.deps.clock.now() - gen.requestedAt);
-    if (!old) {
-      this.state = 'running';
-      const { host, port } = this.deps.address();
-      log.info({ host, port, workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs }, 'ready');
-      this.tell((o) => o.ready?.(gen.id));
-    } else {
+    const fields = { workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs };
+    if (old) {
       this.retire(old, 'reload');
-      log.info({ workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs }, 'reload complete');
-      this.endReload({ ok: true, generation: gen.id, durationMs });
-      return;
+      log.info(fields, 'reload complete');
+      return this.endReload({ ok: true, generation: gen.id, durationMs });
     }
+    this.state = 'running';
+    log.info({ ...this.deps.address(), ...fields }, 'ready');
+    this.tell((o) => o.ready?.(gen.id));
     this.runQueuedReload();
   }
 
@@ -496,7 +494,8 @@ export class Supervisor {
     const now = this.deps.clock.now();
     const workers: WorkerStatus[] = [...this.live].map((w) => ({
       id: w.id, pid: w.pid, generation: w.gen.id,
-      state: w.state === 'booting' ? 'starting' : w.state === 'exited' ? 'draining' : w.state,
+      // Live workers are never 'exited'.
+      state: w.state === 'booting' ? 'starting' : w.state as 'ready' | 'draining',
       uptimeMs: Math.round(now - w.startedAt),
       served: w.stats.served, inFlight: w.stats.inFlight,
     }));
