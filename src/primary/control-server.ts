@@ -2,7 +2,7 @@
 // the `baton` CLI talks to. A stale socket left by a crashed primary is
 // replaced; a live one (another primary here) is never stolen.
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server } from 'node:net';
 import { MAX_REQUEST_BYTES, parseRequest, type ControlRequest, type ControlResponse } from '../control.js';
 
 /** A client that sends no complete request in this time is dropped. */
@@ -10,7 +10,7 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 export class ControlSocketInUse extends Error {}
 
-export type ControlHandler = (req: ControlRequest, socket: Socket) => Promise<ControlResponse> | ControlResponse;
+export type ControlHandler = (req: ControlRequest) => Promise<ControlResponse> | ControlResponse;
 
 function answersOn(path: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -59,7 +59,7 @@ export async function startControlServer(path: string, handle: ControlHandler, o
         socket.end(`${JSON.stringify({ ok: false, kind: 'bad-request', reason: req } satisfies ControlResponse)}\n`);
         return;
       }
-      Promise.resolve(handle(req, socket)).then((res) => {
+      Promise.resolve(handle(req)).then((res) => {
         reply(res);
         // `stop` keeps the connection: it closes when the primary exits,
         // which is how `baton stop` knows the shutdown is over.

@@ -105,7 +105,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   // directory is refused here, before it touches anything else.
   let handleControl: ControlHandler = () => ({ ok: false, kind: 'rejected', reason: 'starting up' });
   try {
-    const control = await startControlServer(c.controlSocket, (req, socket) => handleControl(req, socket),
+    const control = await startControlServer(c.controlSocket, (req) => handleControl(req),
       (err) => log.error({ err: serializeError(err) }, 'control socket error'));
     cleanups.push(() => control.close());
   } catch (err) {
