@@ -17,7 +17,8 @@ function config(env) {
   return r;
 }
 
-function harness(env = {}) {
+/** @param {Record<string, string>} [env] @param {{ bootConcurrency?: number }} [opts] */
+function harness(env = {}, opts = {}) {
   /** @type {{ pid: number, sent: any[], killed: boolean, events: any, alive: boolean }[]} */
   const procs = [];
   /** @type {{ at: number, fn: () => void, id: number }[]} */
@@ -60,6 +61,7 @@ function harness(env = {}) {
     address: () => ({ host: '127.0.0.1', port: 1234 }),
     log: pino({ level: 'debug', mixin: () => ({ generation: self?.generation }) }, sink),
     exit: (code) => { exits.push(code); },
+    bootConcurrency: opts.bootConcurrency ?? 16,
   }, nextConfig.ok ? nextConfig.loaded : /** @type {never} */ (undefined));
 
   self = sup;
@@ -155,6 +157,27 @@ test('reload: new generation ready → old one drains; reloads during a reload c
   t.is(replies.length, 6);
   t.like(replies[5], { ok: true, generation: 3 });
   t.is(h.sup.currentState, 'running');
+});
+
+test('reload: with a boot concurrency of 1 the new generation boots one worker at a time (startup does not wait)', async (t) => {
+  const h = harness({ WORKERS: '3' }, { bootConcurrency: 1 });
+  h.sup.start();
+  t.is(h.procs.length, 3, 'at startup nothing serves yet: all boot at once');
+  for (const p of h.procs) await h.boot(p);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  t.is(h.procs.length, 4, 'one new worker boots');
+  await h.boot(h.procs[3]);
+  t.is(h.procs.length, 5, 'the next one is forked when the first is ready');
+  t.false(h.procs[0].sent.some((m) => m.type === 'drain'), 'the old generation serves until the whole new one is ready');
+  await h.boot(h.procs[4]);
+  t.is(h.procs.length, 6);
+  await h.boot(h.procs[5]);
+  t.is(h.procs.length, 6);
+  t.like(replies[0], { ok: true, generation: 2 });
+  for (const p of h.procs.slice(0, 3)) t.deepEqual(p.sent.at(-1), { type: 'drain', reason: 'reload' });
 });
 
 test('reload: a new worker that fails on boot rolls the generation back; the old one never hears of it', async (t) => {

@@ -11,6 +11,7 @@
 //   running    | start reload      | drain all, exit 0    | respawn with backoff
 //   reloading  | remember one      | abandon, drain all   | new gen: roll back; old: respawn
 //   stopping   | ignore, log       | 2nd = stop-now       | count it down
+import { availableParallelism } from 'node:os';
 import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ReloadRecord, StatusSnapshot, WorkerStatus } from '../control.js';
@@ -84,6 +85,8 @@ export interface SupervisorDeps {
   readonly log: Logger;
   readonly exit: (code: number) => void;
   readonly observers?: readonly SupervisorObserver[];
+  /** How many workers of a reload's generation boot at once (default: half the CPUs, at least 1). */
+  readonly bootConcurrency?: number;
 }
 
 /** Exit codes, as documented in the README. */
@@ -119,8 +122,11 @@ export class Supervisor {
   private lastReload: ReloadRecord | null = null;
   private readonly startedAt: number;
 
+  private readonly bootConcurrency: number;
+
   constructor(private readonly deps: SupervisorDeps, initial: LoadedConfig) {
     this.loaded = initial;
+    this.bootConcurrency = deps.bootConcurrency ?? Math.max(1, Math.floor(availableParallelism() / 2));
     this.startedAt = deps.clock.now();
   }
 
@@ -318,7 +324,15 @@ export class Supervisor {
 
   /** Spawns workers until `gen` has its full size. */
   private fill(gen: Generation): void {
-    while (gen.workers.size < gen.size) this.spawn(gen);
+    // A generation booting beside a serving one starts a few workers at a
+    // time: a booting Node process takes a whole core for ~70 ms, and the
+    // serving workers need the rest to keep their latency.
+    const limit = gen === this.next && this.current ? this.bootConcurrency : Infinity;
+    let booting = [...gen.workers].filter((w) => w.state === 'booting').length;
+    while (gen.workers.size < gen.size && booting < limit) {
+      this.spawn(gen);
+      booting++;
+    }
   }
 
   private spawn(gen: Generation): WorkerHandle {
@@ -369,6 +383,7 @@ export class Supervisor {
         log.debug({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id }, 'worker ready');
         if (worker.gen === this.next) {
           if (worker.gen.ready().length >= worker.gen.size) this.promote(worker.gen);
+          else this.fill(worker.gen);
         } else if (worker.gen === this.current) {
           this.deps.dispatcher.add(worker);
         }
