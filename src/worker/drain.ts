@@ -9,12 +9,13 @@
 // clients stop reusing a socket before that). On a reload each socket gets a
 // random moment within DRAIN_SPREAD_MS from which its responses carry the
 // close (Envoy's "gradual" drain), so clients do not all reconnect at once.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { DrainReason } from '../protocol.js';
 
 export interface ResponseObserver {
-  record(code: string, seconds: number): void;
+  /** `status` 0: the client left before the response was finished. */
+  record(status: number, seconds: number): void;
 }
 
 interface SocketState {
@@ -22,6 +23,22 @@ interface SocketState {
   idleTimer: NodeJS.Timeout | undefined;
   /** While draining: from this time (performance.now()) its responses carry Connection: close. */
   closeAt: number;
+}
+
+/**
+ * The response class of a worker's server: what the tracker needs to know
+ * when a response closes rides on the response itself, so a request costs
+ * no closure and no once-wrapper (this is the hot path).
+ */
+export class TrackedResponse<Req extends IncomingMessage = IncomingMessage> extends ServerResponse<Req> {
+  tracker: ConnectionTracker | undefined = undefined;
+  socketState: SocketState | undefined = undefined;
+  observer: ResponseObserver | undefined = undefined;
+  startedAt = 0;
+}
+
+function onResponseClose(this: TrackedResponse): void {
+  this.tracker?.responseClosed(this);
 }
 
 /** How long a socket we ended may stay half-open before it is destroyed. */
@@ -58,25 +75,34 @@ export class ConnectionTracker {
 
   /**
    * A request began on `req.socket`; call before the app sees it. `observer`
-   * (if any) hears of the response's end: one 'close' listener serves both.
+   * (if any) hears of the response's end.
    */
-  beginRequest(req: IncomingMessage, res: ServerResponse, observer?: ResponseObserver): void {
-    const started = observer ? process.hrtime.bigint() : 0n;
-    const socket = req.socket;
-    const state = this.sockets.get(socket);
+  beginRequest(req: IncomingMessage, res: TrackedResponse, observer?: ResponseObserver): void {
+    const state = this.sockets.get(req.socket);
     if (state) {
       state.inFlight++;
-      clearTimeout(state.idleTimer);
-      state.idleTimer = undefined;
+      if (state.idleTimer !== undefined) {
+        clearTimeout(state.idleTimer);
+        state.idleTimer = undefined;
+      }
     }
     this.responses.add(res);
     if (this.draining && (!state || performance.now() >= state.closeAt)) closeAfterResponse(res);
-    res.once('close', () => {
-      this.responses.delete(res);
-      this.servedCount++;
-      observer?.record(res.writableFinished ? String(res.statusCode) : 'aborted', Number(process.hrtime.bigint() - started) / 1e9);
-      if (state && --state.inFlight === 0 && this.draining && !socket.destroyed) this.becameIdle(socket, state);
-    });
+    res.tracker = this;
+    res.socketState = state;
+    res.observer = observer;
+    if (observer) res.startedAt = performance.now();
+    res.on('close', onResponseClose);
+  }
+
+  /** `res` closed (finished, or its client left). */
+  responseClosed(res: TrackedResponse): void {
+    this.responses.delete(res);
+    this.servedCount++;
+    res.observer?.record(res.writableFinished ? res.statusCode : 0, (performance.now() - res.startedAt) / 1000);
+    const state = res.socketState;
+    const socket = res.req.socket;
+    if (state && --state.inFlight === 0 && this.draining && !socket.destroyed) this.becameIdle(socket, state);
   }
 
   /**

@@ -20,15 +20,16 @@ export interface MetricJson {
 }
 
 export class WorkerMetrics {
-  private readonly codes = new Map<string, number>();
+  /** Responses by status code (index); index 0: aborted. */
+  private readonly codes = new Array<number>(1000).fill(0);
   /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
   private readonly buckets = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
   private sum = 0;
   private count = 0;
 
-  /** A response ended: its status code ("aborted" if the client left first) and duration. */
-  record(code: string, seconds: number): void {
-    this.codes.set(code, (this.codes.get(code) ?? 0) + 1);
+  /** A response ended: its status code (0: the client left first) and duration. */
+  record(status: number, seconds: number): void {
+    this.codes[status >= 100 && status < 1000 ? status : 0]!++; // Node allows 100-999
     let i = 0;
     while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
     this.buckets[i]!++;
@@ -47,7 +48,7 @@ export class WorkerMetrics {
         name: 'baton_http_requests_total',
         help: 'HTTP requests answered by the app, by status code ("aborted": the client left first).',
         type: 'counter', aggregator: 'sum',
-        values: [...this.codes].map(([code, value]) => ({ labels: { code }, value })),
+        values: this.codes.flatMap((value, status) => value === 0 ? [] : [{ labels: { code: status === 0 ? 'aborted' : String(status) }, value }]),
       },
       {
         name: 'baton_http_request_duration_seconds',

@@ -6,7 +6,7 @@ import type { Config } from '../config.js';
 import { createLogger, serializeError, type Logger } from '../log.js';
 import { parsePrimaryMessage, PROTOCOL_VERSION, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { loadApp, type AppHandle } from './app-host.js';
-import { ConnectionTracker } from './drain.js';
+import { ConnectionTracker, TrackedResponse } from './drain.js';
 import { STATS_INTERVAL_MS, WorkerMetrics } from './metrics.js';
 
 type InitMessage = Extract<PrimaryMessage, { type: 'init' }>;
@@ -111,7 +111,7 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
     res.end(body);
   };
   const { healthPath, readyPath } = id.config;
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const server = createServer({ ServerResponse: TrackedResponse }, (req: IncomingMessage, res: TrackedResponse) => {
     const url = req.url ?? '/';
     const probe = req.method !== 'GET' && req.method !== 'HEAD' ? undefined
       : isPath(url, healthPath) ? health : isPath(url, readyPath) ? readiness : undefined;
