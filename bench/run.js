@@ -235,18 +235,22 @@ async function throughput(names) {
     }
     const live = Object.keys(started);
     for (const name of live) await runAutocannon({ url: `http://${HOST}:${started[name].port}/`, connections: P.kaConnections, duration: P.warmupS });
+    // Many short rounds, servers back to back and in alternating order
+    // (ABCD, DCBA, ...): this machine's speed drifts by tens of percent over
+    // minutes, and a pair measured seconds apart sees the same machine.
     for (let i = 0; i < O.runs; i++) {
       speed.push(speedProbe());
-      for (const name of live) {
-        say(`throughput: round ${i + 1}/${O.runs} ${name}`);
+      const order = i % 2 === 0 ? live : [...live].reverse();
+      say(`throughput: round ${i + 1}/${O.runs} (${order.join(', ')})`);
+      for (const name of order) {
         const s = started[name];
         const load0 = os.loadavg()[0];
         raw[name].ka.push(await withCpu(s.pid, async () => {
           const r = await runAutocannon({ url: `http://${HOST}:${s.port}/`, connections: P.kaConnections, duration: O.duration });
           return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max, errors: r.errors + r.timeouts, non2xx: r.non2xx, total: r.requests.total, load1: round(load0) };
         }));
-        raw[name].nc.push(await withCpu(s.pid, () => newConnRun(s.port, O.duration)));
       }
+      for (const name of order) raw[name].nc.push(await withCpu(started[name].pid, () => newConnRun(started[name].port, O.duration)));
     }
   } finally {
     for (const s of Object.values(started)) { await s.stop(); s.reap?.(); }

@@ -21,8 +21,8 @@ test('defaults: full run', (t) => {
   t.false(o.quick);
   t.is(o.reloads, 10);
   t.is(o.soakReloads, 200);
-  t.is(o.duration, 10);
-  t.is(o.runs, 3);
+  t.is(o.duration, 4);
+  t.is(o.runs, 8);
   t.is(o.rate, null);
   t.deepEqual(o.only, ['throughput', 'reload', 'soak', 'shutdown']);
   t.deepEqual(o.servers, [...SERVERS]);
@@ -32,7 +32,7 @@ test('defaults: full run', (t) => {
 
 test('--quick shortens everything, explicit flags still win', (t) => {
   const q = parseArgs(['--quick']);
-  t.deepEqual([q.reloads, q.soakReloads, q.duration, q.runs], [3, 20, 3, 1]);
+  t.deepEqual([q.reloads, q.soakReloads, q.duration, q.runs], [3, 20, 2, 2]);
   const o = parseArgs(['--quick', '--reloads', '5', '--duration', '2.5', '--servers', 'baton,pm2,baton', '--only', 'reload,soak', '--json', 'out.json', '--rate', '1500']);
   t.is(o.reloads, 5);
   t.is(o.duration, 2.5);

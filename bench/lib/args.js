@@ -7,11 +7,11 @@ export const SERVERS = /** @type {const} */ (['baton', 'bare', 'cluster', 'pm2']
 
 export const USAGE = `usage: node bench/run.js [options]      (npm run bench -- [options])
 
-  --quick             short version of everything (1 run each, 3 reloads, 20 soak reloads; < 2 min)
+  --quick             short version of everything (2 short rounds each, 3 reloads, 20 soak reloads; < 2 min)
   --reloads N         reloads in the reloads-under-load scenario (default 10, --quick 3)
   --soak-reloads N    reloads in the soak scenario (default 200, --quick 20)
-  --duration S        seconds per steady-throughput measurement (default 10, --quick 3)
-  --runs N            throughput runs per server and mode, median reported (default 3, --quick 1)
+  --duration S        seconds per steady-throughput measurement (default 4, --quick 2)
+  --runs N            throughput rounds per server and mode, median reported (default 8, --quick 2)
   --rate N            fixed keep-alive request rate (req/s) during reloads under load
                       (default: half the server's measured max, capped at 4000)
   --only LIST         comma list of scenarios: ${SCENARIOS.join(',')}
@@ -110,8 +110,8 @@ export function parseArgs(argv) {
     quick,
     reloads: num(values.reloads, '--reloads', { min: 1, integer: true }) ?? (quick ? 3 : 10),
     soakReloads: num(values['soak-reloads'], '--soak-reloads', { min: 1, integer: true }) ?? (quick ? 20 : 200),
-    duration: num(values.duration, '--duration', { min: 0.5 }) ?? (quick ? 3 : 10),
-    runs: num(values.runs, '--runs', { min: 1, integer: true }) ?? (quick ? 1 : 3),
+    duration: num(values.duration, '--duration', { min: 0.5 }) ?? (quick ? 2 : 4),
+    runs: num(values.runs, '--runs', { min: 1, integer: true }) ?? (quick ? 2 : 8),
     rate: num(values.rate, '--rate', { min: 1 }) ?? null,
     only: only.filter((s) => s !== 'selfcheck'),
     servers: list(values.servers, SERVERS, '--servers') ?? [...SERVERS],
