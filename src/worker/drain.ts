@@ -61,6 +61,11 @@ export class ConnectionTracker {
     return { sockets: this.sockets.size, inFlight: this.responses.size, served: this.servedCount };
   }
 
+  /** Requests served before the worker was ready (its warm-up) are not the app's. */
+  forgetServed(): void {
+    this.servedCount = 0;
+  }
+
   /** A new connection handed to this worker. */
   addSocket(socket: Socket): void {
     const state: SocketState = { inFlight: 0, idleTimer: undefined, closeAt: 0 };

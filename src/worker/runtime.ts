@@ -8,6 +8,7 @@ import { parsePrimaryMessage, PROTOCOL_VERSION, type PrimaryMessage, type Worker
 import { loadApp, type AppHandle } from './app-host.js';
 import { ConnectionTracker, TrackedResponse } from './drain.js';
 import { STATS_INTERVAL_MS, WorkerMetrics } from './metrics.js';
+import { warmUp } from './warm-up.js';
 
 type InitMessage = Extract<PrimaryMessage, { type: 'init' }>;
 
@@ -61,7 +62,7 @@ export async function runWorker(): Promise<void> {
   } catch (err) {
     die(err, log);
   }
-  serve(app, { config, generation, workerId, configVersion }, log);
+  await serve(app, { config, generation, workerId, configVersion }, log);
 }
 
 /** `url` is `path`, with or without a query string (no allocation: this runs per request). */
@@ -76,7 +77,7 @@ interface Identity {
   readonly configVersion: number;
 }
 
-function serve(app: AppHandle, id: Identity, log: Logger): void {
+async function serve(app: AppHandle, id: Identity, log: Logger): Promise<void> {
   const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs, id.config.drainSpreadMs);
   const metrics = new WorkerMetrics();
   const pushStats = async (): Promise<void> => {
@@ -173,6 +174,15 @@ function serve(app: AppHandle, id: Identity, log: Logger): void {
     }
   });
 
+  // Compile the HTTP path before clients arrive (see warm-up.ts).
+  const warmStart = performance.now();
+  try {
+    await warmUp(server, id.config.healthPath);
+    log.debug({ ms: Math.round(performance.now() - warmStart) }, 'warmed up');
+  } catch (err) {
+    log.warn({ err: serializeError(err) }, 'warm-up failed; serving without it');
+  }
+  tracker.forgetServed();
   send({ type: 'ready', protocol: PROTOCOL_VERSION });
   log.debug({ workerId: id.workerId, configVersion: id.configVersion }, 'worker ready');
 }
