@@ -274,32 +274,7 @@ async function doReload(name, s, i, t0) {
   /** @type {any} */
   const r = { i, message };
   if (name === 'baton') {
-    s.writeEnv({ MESSAGE: message });
-    const readyP = s.waitFor((/** @type {any} */ o) => ['reload complete', 'reload failed', 'reload rejected'].includes(o.msg), P.reloadTimeoutMs);
-    const goneP = s.waitFor((/** @type {any} */ o) => o.msg === 'generation retired', P.reloadTimeoutMs);
-    readyP.catch(() => {}); goneP.catch(() => {});
-    const signalAbs = performance.now();
-    s.signal('SIGHUP');
-    r.signalAt = signalAbs - t0;
-    try {
-      const ready = await readyP;
-      r.outcome = ready.obj.msg === 'reload complete' ? 'complete' : ready.obj.msg.replace('reload ', '');
-      r.reason = ready.obj.reason;
-      r.generation = ready.obj.generation;
-      r.readyAt = ready.at - t0;
-      // Observed: our SIGHUP -> the "reload complete" line arriving. baton's own durationMs is kept too.
-      r.readyMs = round(ready.at - signalAbs);
-      r.readyLogMs = ready.obj.durationMs ?? null;
-    } catch (err) { r.outcome = 'timeout'; r.readyAt = null; r.error = String(err).split('\n')[0]; }
-    if (r.outcome === 'complete') {
-      try {
-        const gone = await goneP;
-        r.goneAt = gone.at - t0;
-        r.goneMs = round(gone.at - signalAbs);
-        r.goneLogMs = gone.obj.durationMs ?? null;
-        r.retiredGeneration = gone.obj.retiredGeneration ?? gone.obj.generation;
-      } catch (err) { r.goneAt = null; r.error = String(err).split('\n')[0]; }
-    } else r.goneAt = r.readyAt;
+    Object.assign(r, await signalBatonReload(s, message, t0));
     s.generation = r.generation ?? s.generation;
   } else {
     const gen = String(i + 1);
@@ -435,28 +410,44 @@ async function soak() {
 
 /** @param {any} s @param {number} i @param {number} t0 */
 async function doSoakReload(s, i, t0) {
-  const message = `soak ${i} ${Math.random().toString(36).slice(2, 6)}`;
+  return { i, ...(await signalBatonReload(s, `soak ${i} ${Math.random().toString(36).slice(2, 6)}`, t0)) };
+}
+
+/**
+ * Write `message` into baton's .env, SIGHUP it, and time the reload from its
+ * log: signal -> "reload complete" (or failed/rejected) -> "generation retired".
+ * @param {any} s @param {string} message @param {number} t0
+ */
+async function signalBatonReload(s, message, t0) {
   s.writeEnv({ MESSAGE: message });
   const readyP = s.waitFor((/** @type {any} */ o) => ['reload complete', 'reload failed', 'reload rejected'].includes(o.msg), P.reloadTimeoutMs);
   const goneP = s.waitFor((/** @type {any} */ o) => o.msg === 'generation retired', P.reloadTimeoutMs);
   readyP.catch(() => {}); goneP.catch(() => {});
-  const sig = performance.now();
+  const signalAbs = performance.now();
   s.signal('SIGHUP');
   /** @type {any} */
-  const r = { i, signalAt: sig - t0 };
+  const r = { signalAt: signalAbs - t0 };
   try {
     const ready = await readyP;
     r.outcome = ready.obj.msg === 'reload complete' ? 'complete' : ready.obj.msg.replace('reload ', '');
     r.reason = ready.obj.reason;
+    r.generation = ready.obj.generation;
     r.readyAt = ready.at - t0;
-    r.readyMs = round(ready.at - sig);
+    // Observed: our SIGHUP -> the "reload complete" line arriving. baton's own durationMs is kept too.
+    r.readyMs = round(ready.at - signalAbs);
     r.readyLogMs = ready.obj.durationMs ?? null;
-    if (r.outcome === 'complete') {
-      const gone = await goneP;
-      r.goneAt = gone.at - t0;
-      r.goneMs = round(gone.at - sig);
-    } else r.goneAt = r.readyAt;
-  } catch (err) { r.outcome = r.outcome ?? 'timeout'; r.error = String(err).split('\n')[0]; }
+  } catch (err) { r.outcome = 'timeout'; r.readyAt = null; r.error = String(err).split('\n')[0]; }
+  if (r.outcome !== 'complete') {
+    r.goneAt = r.readyAt;
+    return r;
+  }
+  try {
+    const gone = await goneP;
+    r.goneAt = gone.at - t0;
+    r.goneMs = round(gone.at - signalAbs);
+    r.goneLogMs = gone.obj.durationMs ?? null;
+    r.retiredGeneration = gone.obj.retiredGeneration ?? gone.obj.generation;
+  } catch (err) { r.goneAt = null; r.error = String(err).split('\n')[0]; }
   return r;
 }
 
