@@ -238,11 +238,18 @@ async function throughput(names) {
     // Many short rounds, servers back to back and in alternating order
     // (ABCD, DCBA, ...): this machine's speed drifts by tens of percent over
     // minutes, and a pair measured seconds apart sees the same machine.
+    // Every keep-alive round comes before any new-connection round: in V8, a
+    // process that served new-connection traffic and then sat idle for a
+    // minute (a server waiting its turn) has its optimized code dropped by
+    // the idle-time memory reducer and recompiled from feedback that the
+    // new-connection run made polymorphic: ~40% more CPU per keep-alive
+    // request from then on, for whichever server happened to wait longest
+    // (bare node:http and node:cluster as much as baton; see bench/README.md).
+    const order = (/** @type {number} */ i) => (i % 2 === 0 ? live : [...live].reverse());
     for (let i = 0; i < O.runs; i++) {
       speed.push(speedProbe());
-      const order = i % 2 === 0 ? live : [...live].reverse();
-      say(`throughput: round ${i + 1}/${O.runs} (${order.join(', ')})`);
-      for (const name of order) {
+      say(`throughput: keep-alive round ${i + 1}/${O.runs} (${order(i).join(', ')})`);
+      for (const name of order(i)) {
         const s = started[name];
         const load0 = os.loadavg()[0];
         raw[name].ka.push(await withCpu(s.pid, async () => {
@@ -250,7 +257,10 @@ async function throughput(names) {
           return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, max: r.latency.max, errors: r.errors + r.timeouts, non2xx: r.non2xx, total: r.requests.total, load1: round(load0) };
         }));
       }
-      for (const name of order) raw[name].nc.push(await withCpu(started[name].pid, () => newConnRun(started[name].port, O.duration)));
+    }
+    for (let i = 0; i < O.runs; i++) {
+      say(`throughput: new-connection round ${i + 1}/${O.runs} (${order(i).join(', ')})`);
+      for (const name of order(i)) raw[name].nc.push(await withCpu(started[name].pid, () => newConnRun(started[name].port, O.duration)));
     }
   } finally {
     for (const s of Object.values(started)) { await s.stop(); s.reap?.(); }
