@@ -28,7 +28,9 @@ interface SocketState {
 /**
  * The response class of a worker's server: what the tracker needs to know
  * when a response closes rides on the response itself, so a request costs
- * no closure and no once-wrapper (this is the hot path).
+ * no closure and no once-wrapper (this is the hot path). Only fields, never
+ * overridden methods: Express re-parents every response onto its own
+ * prototype (whose parent is ServerResponse's), skipping this class's.
  */
 export class TrackedResponse<Req extends IncomingMessage = IncomingMessage> extends ServerResponse<Req> {
   tracker: ConnectionTracker | undefined = undefined;
