@@ -20,6 +20,8 @@ export interface ResponseObserver {
 
 interface SocketState {
   inFlight: number;
+  /** The newest response begun on it: the one a drain asks to close the connection. */
+  res: ServerResponse | undefined;
   idleTimer: NodeJS.Timeout | undefined;
   /** While draining: from this time (performance.now()) its responses carry Connection: close. */
   closeAt: number;
@@ -48,7 +50,7 @@ const END_GRACE_MS = 1000;
 
 export class ConnectionTracker {
   private readonly sockets = new Map<Socket, SocketState>();
-  private readonly responses = new Set<ServerResponse>();
+  private inFlight = 0;
   private drainReason: DrainReason | undefined;
   private onEmpty: (() => void) | undefined;
   private servedCount = 0;
@@ -60,7 +62,7 @@ export class ConnectionTracker {
   }
 
   get stats(): { sockets: number; inFlight: number; served: number } {
-    return { sockets: this.sockets.size, inFlight: this.responses.size, served: this.servedCount };
+    return { sockets: this.sockets.size, inFlight: this.inFlight, served: this.servedCount };
   }
 
   /** Requests served before the worker was ready (its warm-up) are not the app's. */
@@ -70,7 +72,7 @@ export class ConnectionTracker {
 
   /** A new connection handed to this worker. */
   addSocket(socket: Socket): void {
-    const state: SocketState = { inFlight: 0, idleTimer: undefined, closeAt: 0 };
+    const state: SocketState = { inFlight: 0, res: undefined, idleTimer: undefined, closeAt: 0 };
     this.sockets.set(socket, state);
     socket.once('close', () => {
       clearTimeout(state.idleTimer);
@@ -88,12 +90,13 @@ export class ConnectionTracker {
     const state = this.sockets.get(req.socket);
     if (state) {
       state.inFlight++;
+      state.res = res;
       if (state.idleTimer !== undefined) {
         clearTimeout(state.idleTimer);
         state.idleTimer = undefined;
       }
     }
-    this.responses.add(res);
+    this.inFlight++;
     if (this.draining && (!state || performance.now() >= state.closeAt)) closeAfterResponse(res);
     res.tracker = this;
     res.socketState = state;
@@ -104,12 +107,15 @@ export class ConnectionTracker {
 
   /** `res` closed (finished, or its client left). */
   responseClosed(res: TrackedResponse): void {
-    this.responses.delete(res);
+    this.inFlight--;
     this.servedCount++;
     res.observer?.record(res.writableFinished ? res.statusCode : 0, (performance.now() - res.startedAt) / 1000);
     const state = res.socketState;
     const socket = res.req.socket;
-    if (state && --state.inFlight === 0 && this.draining && !socket.destroyed) this.becameIdle(socket, state);
+    if (state && --state.inFlight === 0) {
+      state.res = undefined;
+      if (this.draining && !socket.destroyed) this.becameIdle(socket, state);
+    }
   }
 
   /**
@@ -128,10 +134,13 @@ export class ConnectionTracker {
     const now = performance.now();
     const spread = reason === 'shutdown' ? 0 : this.spreadMs;
     for (const state of this.sockets.values()) state.closeAt = now + Math.random() * spread;
-    // Responses not started yet close their connection when done, once
-    // their socket's moment has come.
-    for (const res of this.responses) {
-      const delay = (this.sockets.get(res.req.socket)?.closeAt ?? now) - now;
+    // A socket with a response in flight closes after it, once the socket's
+    // moment has come. Only its newest response needs the header: with
+    // pipelining, the older ones are answered first anyway.
+    for (const state of this.sockets.values()) {
+      const res = state.res;
+      if (!res) continue;
+      const delay = state.closeAt - now;
       if (delay <= 0) closeAfterResponse(res);
       else {
         const timer = setTimeout(() => closeAfterResponse(res), delay);
