@@ -112,6 +112,10 @@ async function serve(app: AppHandle, id: Identity, log: Logger): Promise<void> {
     res.end(body);
   };
   const { healthPath, readyPath } = id.config;
+  // Requests are timed and counted only for a metrics endpoint that exists:
+  // two clock reads per request measured ~7% more CPU per keep-alive
+  // request (METRICS_PORT cannot change on a reload, so all workers agree).
+  const observer = id.config.metricsPort === undefined ? undefined : metrics;
   const server = createServer({ ServerResponse: TrackedResponse }, (req: IncomingMessage, res: TrackedResponse) => {
     const url = req.url ?? '/';
     const probe = req.method !== 'GET' && req.method !== 'HEAD' ? undefined
@@ -120,7 +124,7 @@ async function serve(app: AppHandle, id: Identity, log: Logger): Promise<void> {
       tracker.beginRequest(req, res); // probes are not counted in the request metrics
       return probe(res);
     }
-    tracker.beginRequest(req, res, metrics);
+    tracker.beginRequest(req, res, observer);
     app.handler(req, res);
   });
   server.keepAliveTimeout = id.config.keepAliveTimeoutMs;
