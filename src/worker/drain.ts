@@ -111,9 +111,9 @@ export class ConnectionTracker {
     this.servedCount++;
     res.observer?.record(res.writableFinished ? res.statusCode : 0, (performance.now() - res.startedAt) / 1000);
     const state = res.socketState;
-    const socket = res.req.socket;
     if (state && --state.inFlight === 0) {
       state.res = undefined;
+      const socket = res.req.socket;
       if (this.draining && !socket.destroyed) this.becameIdle(socket, state);
     }
   }
@@ -133,13 +133,16 @@ export class ConnectionTracker {
     // behind the one-at-a-time socket hand-over to new, still cold workers.
     const now = performance.now();
     const spread = reason === 'shutdown' ? 0 : this.spreadMs;
-    for (const state of this.sockets.values()) state.closeAt = now + Math.random() * spread;
-    // A socket with a response in flight closes after it, once the socket's
-    // moment has come. Only its newest response needs the header: with
-    // pipelining, the older ones are answered first anyway.
-    for (const state of this.sockets.values()) {
+    for (const [socket, state] of this.sockets) {
+      state.closeAt = now + Math.random() * spread;
+      // A socket with a response in flight closes after it, once the socket's
+      // moment has come. Only its newest response needs the header: with
+      // pipelining, the older ones are answered first anyway.
       const res = state.res;
-      if (!res) continue;
+      if (!res) {
+        this.becameIdle(socket, state);
+        continue;
+      }
       const delay = state.closeAt - now;
       if (delay <= 0) closeAfterResponse(res);
       else {
@@ -147,7 +150,6 @@ export class ConnectionTracker {
         res.once('close', () => clearTimeout(timer));
       }
     }
-    for (const [socket, state] of this.sockets) if (state.inFlight === 0) this.becameIdle(socket, state);
     this.checkEmpty();
     return true;
   }
