@@ -140,8 +140,11 @@ async function main(argv: readonly string[]): Promise<void> {
           process.exit(CLI_EXIT.ok);
         }
         if (!response.ok) {
-          process.stderr.write(`baton: reload ${response.kind}: ${response.reason}\n`);
-          if (response.errors) printErrors(response.errors);
+          // Config errors are listed one per line; their joined form is the reason.
+          if (response.errors) {
+            process.stderr.write(`baton: reload ${response.kind}: invalid config:\n`);
+            printErrors(response.errors);
+          } else process.stderr.write(`baton: reload ${response.kind}: ${response.reason}\n`);
           process.exit(response.errors ? CLI_EXIT.config : CLI_EXIT.failed);
         }
         return fail(CLI_EXIT.failed, 'unexpected answer');

@@ -24,6 +24,7 @@ export interface Config {
   readonly drainSpreadMs: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
+  readonly logBufferBytes: number;
   readonly healthPath: string;
   readonly readyPath: string;
   readonly shutdownDelayMs: number;
@@ -134,6 +135,10 @@ export const KEYS = {
   LOG_FORMAT: {
     field: 'logFormat', default: () => 'auto', reloadable: true, parse: oneOf(LOG_FORMATS),
     doc: 'json: one JSON object per line; pretty: colored one-line logs; auto: pretty when stdout is a terminal, else json. The primary keeps the format it started with.',
+  },
+  LOG_BUFFER_BYTES: {
+    field: 'logBufferBytes', default: () => '1048576', reloadable: true, parse: integer(4096, 64 * 1024 * 1024),
+    doc: 'How much log output each process holds while stdout is not being read (a stalled journald or pipe); past it whole lines are dropped and counted, never blocking the server.',
   },
   HEALTH_PATH: {
     field: 'healthPath', default: () => '/healthz', reloadable: true, parse: urlPath,
@@ -316,4 +321,22 @@ export function redacted(config: Config): Record<string, unknown> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(config.env)) env[k] = isSecretKey(k) ? '[redacted]' : v;
   return { ...config, env };
+}
+
+/**
+ * A one-line, human form of a loaded config, for pretty logs: the keys not
+ * at their default, each with where it came from, and the names of the
+ * app's own keys (their values may be secret).
+ */
+export function describeConfig(loaded: LoadedConfig): string {
+  const set = CONFIG_KEYS.filter((k) => loaded.sources[k] !== 'default').map((k) => {
+    const value = String(loaded.config[KEYS[k].field] ?? '');
+    const shown = isSecretKey(k) ? '[redacted]' : /^[\w./:@-]*$/.test(value) ? value : JSON.stringify(value);
+    return `${k}=${shown} (${loaded.sources[k]})`;
+  });
+  const appKeys = Object.keys(loaded.config.env);
+  return [
+    set.length > 0 ? set.join(', ') : 'every baton key at its default',
+    appKeys.length > 0 ? `app keys: ${appKeys.join(', ')}` : 'no app keys',
+  ].join('; ');
 }

@@ -43,6 +43,8 @@ export type StatusSnapshot = {
   readonly uptimeMs: number;
   /** The primary's own memory, bytes. */
   readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
+  /** The primary's stdout: what waits for a slow reader, and what was dropped. */
+  readonly logOutput: { readonly mode: string; readonly bufferedBytes: number; readonly droppedLines: number };
   readonly address: { readonly host: string; readonly port: number };
   readonly metrics: { readonly host: string; readonly port: number } | null;
 };

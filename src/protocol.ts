@@ -11,7 +11,7 @@ export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
 /** Primary → worker. */
 export type PrimaryMessage =
   /** Answer to `hello`: everything the worker needs to build its app. */
-  | { readonly type: 'init'; readonly protocol: number; readonly generation: number; readonly workerId: number; readonly configVersion: number; readonly config: Config }
+  | { readonly type: 'init'; readonly protocol: number; readonly generation: number; readonly workerId: number; readonly configVersion: number; readonly config: Config; readonly output: { readonly format: 'json' | 'pretty'; readonly colors: boolean } }
   /** Comes with a socket handle: a client connection to serve. */
   | { readonly type: 'conn'; readonly id: number }
   /** Stop taking connections, finish in-flight requests, exit. */
@@ -62,7 +62,7 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
   switch (x.type) {
     case 'init':
       return typeof x.protocol === 'number' && typeof x.generation === 'number' && typeof x.workerId === 'number'
-        && typeof x.configVersion === 'number' && isObject(x.config)
+        && typeof x.configVersion === 'number' && isObject(x.config) && isObject(x.output)
         ? (x as unknown as PrimaryMessage) : undefined;
     case 'conn':
       return typeof x.id === 'number' ? { type: 'conn', id: x.id } : undefined;

@@ -59,6 +59,9 @@ test('baton reload: exit 78 listing the invalid keys', async (t) => {
   t.regex(res.stderr, /reload rejected/);
   t.regex(res.stderr, /WORKERS .*must be a whole number/);
   t.regex(res.stderr, /DRAIN_TIMEOUT_MS .*must be a whole number/);
+  // Each reason once: not in the headline and again in the list.
+  t.is(res.stderr.match(/WORKERS \(from/g)?.length, 1, res.stderr);
+  t.is(res.stderr.match(/DRAIN_TIMEOUT_MS \(from/g)?.length, 1, res.stderr);
 });
 
 test('baton status --json: generation and worker states before and after a reload; the plain form is a table', async (t) => {

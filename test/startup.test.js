@@ -93,6 +93,11 @@ test('LOG_FORMAT=pretty prints one readable line per event instead of JSON', asy
   const baton = await startBaton({ t, env: { LOG_FORMAT: 'pretty', WORKERS: '1' }, waitReady: false });
   await baton.until(() => baton.logs.find((l) => typeof l.raw === 'string' && /primary\[\d+\] g1 ready/.test(l.raw)), 10000, () => 'a pretty ready line');
   t.true(baton.logs.every((l) => typeof l.raw === 'string'), 'no JSON line');
+  // The config as a person reads it: the keys not at their default, each with its source.
+  const config = String(baton.logs.find((l) => /config loaded/.test(String(l.raw)))?.raw);
+  t.regex(config, /config loaded: PORT=0 \(file\), HOST=127\.0\.0\.1 \(file\), WORKERS=1 \(file\), .*LOG_FORMAT=pretty \(file\)/);
+  t.notRegex(config, /MESSAGE=|HEALTH_PATH=|\{"/, 'keys at their default and JSON are left out');
+  t.true(config.length < 400, `${config.length} characters`);
   baton.signal('SIGTERM');
   t.is((await baton.waitExit()).code, 0);
 });

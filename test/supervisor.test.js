@@ -61,6 +61,8 @@ function harness(env = {}, opts = {}) {
     address: () => ({ host: '127.0.0.1', port: 1234 }),
     log: pino({ level: 'debug', mixin: () => ({ generation: self?.generation }) }, sink),
     exit: (code) => { exits.push(code); },
+    logOutput: () => ({ mode: 'sync', bufferedBytes: 0, droppedLines: 0 }),
+    output: () => ({ format: 'json', colors: false }),
     bootConcurrency: opts.bootConcurrency ?? 16,
   }, nextConfig.ok ? nextConfig.loaded : /** @type {never} */ (undefined));
 

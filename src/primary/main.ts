@@ -4,14 +4,14 @@
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_ENV_FILE, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type ConfigKey } from '../config.js';
-import { createLogger, serializeError } from '../log.js';
+import { DEFAULT_ENV_FILE, describeConfig, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type ConfigKey } from '../config.js';
+import { createLogger, flushOutput, outputStyle, serializeError, setOutputBound, stderr, stdout, usesPrettyLogs } from '../log.js';
 import { Dispatcher } from './dispatcher.js';
 import { ControlSocketInUse, startControlServer, type ControlHandler } from './control-server.js';
 import { listen, type Listener } from './listener.js';
 import { PrimaryMetrics, serveMetrics } from './metrics.js';
 import { SystemdNotifier } from './notify.js';
-import { EXIT, realClock, Supervisor } from './supervisor.js';
+import { EXIT, realClock, Supervisor, type ReloadOutcome } from './supervisor.js';
 import { clusterSpawner } from './worker-handle.js';
 
 export const USAGE = `Usage: node dist/primary.js [options]
@@ -76,25 +76,29 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   log.info({ node: process.version, envFile, cwd: process.cwd() }, 'starting up');
   if (!first.ok) {
     for (const e of first.errors) log.fatal({ key: e.key, envFile: first.envFile }, `invalid config: ${e.message}`);
-    process.stderr.write(`baton: invalid config:\n${first.errors.map((e) => `  ${e.message}`).join('\n')}\n`);
-    process.exit(EXIT.config);
+    stderr().write(`baton: invalid config:\n${first.errors.map((e) => `  ${e.message}`).join('\n')}\n`);
+    return exitAfterFlush(EXIT.config);
   }
   const loaded = first.loaded;
   log.level = loaded.config.logLevel;
+  setOutputBound(loaded.config.logBufferBytes);
   if (!loaded.fileFound) log.info({ envFile: loaded.envFile }, 'no .env file: using defaults and the environment');
-  log.info({ config: redacted(loaded.config), sources: loaded.sources }, 'config loaded');
+  // A person reads pretty logs: the keys that differ from their defaults.
+  // Machines get the whole snapshot.
+  if (usesPrettyLogs(format)) log.info(`config loaded: ${describeConfig(loaded)}`);
+  else log.info({ config: redacted(loaded.config), sources: loaded.sources }, 'config loaded');
   const shadowed = shadowedKeys(loaded, environment);
   if (shadowed.length > 0) log.info({ keys: shadowed }, 'these .env keys are overridden by the environment or flags');
 
   // Resources to release on every exit path, newest first.
   const cleanups: (() => void)[] = [];
-  const exit = (code: number): never => {
+  const exit = (code: number): Promise<never> => {
     for (const cleanup of cleanups.reverse()) {
       try { cleanup(); } catch { /* exiting anyway */ }
     }
-    process.exit(code);
+    return exitAfterFlush(code);
   };
-  const bindFailed = (what: string, err: unknown): never => {
+  const bindFailed = (what: string, err: unknown): Promise<never> => {
     const e = serializeError(err);
     log.fatal({ err: e }, `cannot listen on ${what}: ${e.message}`);
     return exit(EXIT.listenFailed);
@@ -111,10 +115,10 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   } catch (err) {
     if (err instanceof ControlSocketInUse) {
       log.fatal({ controlSocket: c.controlSocket }, `refusing to start: ${err.message}`);
-      process.stderr.write(`baton: refusing to start: ${err.message}\n`);
-      exit(EXIT.listenFailed);
+      stderr().write(`baton: refusing to start: ${err.message}\n`);
+      return exit(EXIT.listenFailed);
     }
-    bindFailed(`control socket ${c.controlSocket}`, err);
+    return bindFailed(`control socket ${c.controlSocket}`, err);
   }
 
   const dispatcher = new Dispatcher();
@@ -123,7 +127,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     listener = await listen(c.host, c.port, (s) => dispatcher.accept(s),
       (err) => log.error({ err: serializeError(err) }, 'listener error'));
   } catch (err) {
-    bindFailed(`${c.host}:${c.port}`, err);
+    return bindFailed(`${c.host}:${c.port}`, err);
   }
 
   writePidFile(c.pidFile);
@@ -146,7 +150,12 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     log,
     // Let systemd hear STOPPING=1 before the process is gone.
     exit: (code) => void (notifier?.flushed() ?? Promise.resolve()).then(() => exit(code)),
-    observers: [metrics, notifier].filter((o) => o !== undefined),
+    logOutput: () => stdout().stats,
+    output: outputStyle,
+    observers: [metrics, notifier, {
+      // The log level follows the serving config in the supervisor; the bound here.
+      reloadEnded: (o: ReloadOutcome) => { if (o.ok) setOutputBound(sup.config.logBufferBytes); },
+    }].filter((o) => o !== undefined),
   }, loaded);
   supervisor = sup;
 
@@ -158,7 +167,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
       cleanups.push(() => served.server.close());
       log.info(metricsAddress, 'metrics at /metrics');
     } catch (err) {
-      bindFailed(`metrics ${c.metricsHost}:${c.metricsPort}`, err);
+      return bindFailed(`metrics ${c.metricsHost}:${c.metricsPort}`, err);
     }
   }
 
@@ -193,9 +202,14 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   process.on('uncaughtException', (err) => {
     log.fatal({ err: serializeError(err) }, 'primary crashed');
     // Workers notice the closed IPC channel and exit on their own.
-    exit(EXIT.failed);
+    void exit(EXIT.failed);
   });
   sup.start();
+}
+
+/** Exits once stdout and stderr took what is queued, or after EXIT_FLUSH_MS (a stalled reader). */
+function exitAfterFlush(code: number): Promise<never> {
+  return flushOutput().then(() => process.exit(code));
 }
 
 function writePidFile(path: string): void {

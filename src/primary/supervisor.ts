@@ -12,7 +12,7 @@
 //   reloading  | remember one      | abandon, drain all   | new gen: roll back; old: respawn
 //   stopping   | ignore, log       | 2nd = stop-now       | count it down
 import { availableParallelism } from 'node:os';
-import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult } from '../config.js';
+import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult, type LogFormat } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ReloadRecord, StatusSnapshot, WorkerStatus } from '../control.js';
 import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type WorkerMessage } from '../protocol.js';
@@ -85,6 +85,10 @@ export interface SupervisorDeps {
   readonly log: Logger;
   readonly exit: (code: number) => void;
   readonly observers?: readonly SupervisorObserver[];
+  /** How workers format their log lines (the primary's stdout decides; theirs is a pipe to it). */
+  readonly output: (format: LogFormat) => { readonly format: 'json' | 'pretty'; readonly colors: boolean };
+  /** The primary's log output, for status. */
+  readonly logOutput: () => StatusSnapshot['logOutput'];
   /** How many workers of a reload's generation boot at once (default: half the CPUs, at least 1). */
   readonly bootConcurrency?: number;
 }
@@ -137,6 +141,11 @@ export class Supervisor {
   /** Every live worker, of any generation. */
   get workers(): readonly WorkerHandle[] {
     return [...this.live];
+  }
+
+  /** The serving config. */
+  get config(): LoadedConfig['config'] {
+    return this.loaded.config;
   }
 
   /** The serving generation (or the booting first one), for log lines. */
@@ -369,7 +378,7 @@ export class Supervisor {
           worker.proc.kill();
           return;
         }
-        worker.proc.send({ type: 'init', protocol: PROTOCOL_VERSION, generation: worker.gen.id, workerId: worker.id, configVersion: worker.gen.configVersion, config: worker.gen.config });
+        worker.proc.send({ type: 'init', protocol: PROTOCOL_VERSION, generation: worker.gen.id, workerId: worker.id, configVersion: worker.gen.configVersion, config: worker.gen.config, output: this.deps.output(worker.gen.config.logFormat) });
         return;
       case 'fatal':
         worker.failure = msg.error.message;
@@ -524,6 +533,7 @@ export class Supervisor {
       lastReload: this.lastReload,
       uptimeMs: Math.round(now - this.startedAt),
       memory: (({ rss, heapUsed, heapTotal }) => ({ rss, heapUsed, heapTotal }))(process.memoryUsage()),
+      logOutput: this.deps.logOutput(),
       address: this.deps.address(),
       metrics,
     };

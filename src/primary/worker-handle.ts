@@ -2,8 +2,10 @@
 // real process sits (cluster.fork in production, a fake in unit tests).
 import cluster from 'node:cluster';
 import type { Socket } from 'node:net';
+import { stderr, stdout } from '../log.js';
 import type { PrimaryMessage } from '../protocol.js';
 import type { Generation } from './generation.js';
+import { relayLines } from './output-relay.js';
 
 /** What the supervisor needs of a worker process. */
 export interface WorkerProcess {
@@ -50,14 +52,17 @@ export class WorkerHandle {
   }
 }
 
-/** Real workers: cluster.fork of dist/worker.js, sharing the primary's stdout. */
+/** Real workers: cluster.fork of dist/worker.js, their output relayed through the primary's. */
 export function clusterSpawner(workerEntry: string): Spawner {
   // Workers never listen through cluster (the primary hands them sockets), so
   // cluster's scheduling does not matter; it gives us fork + IPC with handles.
-  cluster.setupPrimary({ exec: workerEntry, args: [], silent: false });
+  // Their stdout and stderr are pipes to the primary (output-relay.ts).
+  cluster.setupPrimary({ exec: workerEntry, args: [], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   return {
     spawn(events) {
       const worker = cluster.fork();
+      if (worker.process.stdout) relayLines(worker.process.stdout, stdout);
+      if (worker.process.stderr) relayLines(worker.process.stderr, stderr);
       worker.on('message', (raw: unknown) => events.message(raw));
       worker.on('exit', (code: number | null, signal: string | null) => events.exit(code, signal));
       worker.on('error', (err: Error) => events.error(err));

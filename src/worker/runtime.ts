@@ -3,7 +3,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Config } from '../config.js';
-import { createLogger, serializeError, type Logger } from '../log.js';
+import { createLogger, flushOutput, serializeError, setOutputBound, type Logger } from '../log.js';
 import { parsePrimaryMessage, PROTOCOL_VERSION, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { loadApp, type AppHandle } from './app-host.js';
 import { ConnectionTracker, TrackedResponse } from './drain.js';
@@ -17,12 +17,17 @@ function send(msg: WorkerMessage): void {
 }
 
 /** Reports a boot failure or crash to the primary, then exits. */
-function die(err: unknown, log?: Logger): never {
+function die(err: unknown, log?: Logger): Promise<never> {
   const error = serializeError(err);
   log?.fatal({ err: error }, 'worker failed');
   if (!log) process.stderr.write(`baton worker ${process.pid}: ${error.stack ?? error.message}\n`);
   send({ type: 'fatal', error });
-  process.exit(1);
+  return exitAfterFlush(1);
+}
+
+/** Exits once this worker's log lines are out (or a stalled stdout had its chance). */
+function exitAfterFlush(code: number): Promise<never> {
+  return flushOutput().then(() => process.exit(code));
 }
 
 function waitForInit(): Promise<InitMessage> {
@@ -43,16 +48,17 @@ export async function runWorker(): Promise<void> {
     process.exit(2);
   }
   let log: Logger | undefined;
-  process.on('uncaughtException', (err) => die(err, log));
-  process.on('unhandledRejection', (err) => die(err, log));
+  process.on('uncaughtException', (err) => void die(err, log));
+  process.on('unhandledRejection', (err) => void die(err, log));
 
   send({ type: 'hello', protocol: PROTOCOL_VERSION });
   const init = await waitForInit();
   if (init.protocol !== PROTOCOL_VERSION) {
-    die(new Error(`primary speaks IPC protocol ${init.protocol}, this worker speaks ${PROTOCOL_VERSION}: restart the primary to run this code`));
+    return die(new Error(`primary speaks IPC protocol ${init.protocol}, this worker speaks ${PROTOCOL_VERSION}: restart the primary to run this code`));
   }
-  const { config, generation, workerId, configVersion } = init;
-  log = createLogger({ role: 'worker', level: config.logLevel, format: config.logFormat, generation: () => generation });
+  const { config, generation, workerId, configVersion, output } = init;
+  setOutputBound(config.logBufferBytes);
+  log = createLogger({ role: 'worker', level: config.logLevel, format: output.format, colors: output.colors, generation: () => generation });
   // The app's own keys reach it in process.env too, as apps expect.
   for (const [k, v] of Object.entries(config.env)) process.env[k] = v;
 
@@ -60,7 +66,7 @@ export async function runWorker(): Promise<void> {
   try {
     app = await loadApp({ config, generation, workerId, log });
   } catch (err) {
-    die(err, log);
+    return die(err, log);
   }
   await serve(app, { config, generation, workerId, configVersion }, log);
 }
@@ -149,7 +155,7 @@ async function serve(app: AppHandle, id: Identity, log: Logger): Promise<void> {
     log.info({ served: tracker.stats.served }, 'worker drained, exiting');
     // The final counts, so the primary's counters lose nothing of this worker.
     await pushStats();
-    process.exit(0);
+    await exitAfterFlush(0);
   };
 
   process.on('message', (raw: unknown, handle: unknown) => {

@@ -78,9 +78,19 @@ export async function startBaton(options = {}) {
 
   /** @type {Exit | undefined} */
   let exitInfo;
+  /** @type {Exit | undefined} */
+  let closeInfo;
+  // 'exit' can come before the last of the primary's output has been read;
+  // 'close' comes once every writer of its stdout and stderr (workers
+  // included) is gone and all of it was read. Assertions on logs after an
+  // exit wait for 'close'.
   /** @type {Promise<Exit>} */
   const exited = new Promise((resolve) => {
     child.on('exit', (code, signal) => { exitInfo = { code, signal }; notify(); resolve(exitInfo); });
+  });
+  /** @type {Promise<Exit>} */
+  const closed = new Promise((resolve) => {
+    child.on('close', (code, signal) => { closeInfo = { code, signal }; notify(); resolve(closeInfo); });
   });
 
   /**
@@ -118,7 +128,7 @@ export async function startBaton(options = {}) {
   }
 
   const baton = {
-    dir, envPath, pid, child, logs, exited,
+    dir, envPath, pid, child, logs, exited, closed,
     /** @type {number} */ port: 0,
     get stderr() { return stderr; },
     get exitInfo() { return exitInfo; },
@@ -144,8 +154,13 @@ export async function startBaton(options = {}) {
     },
     /** Pids of every live process in the primary's process group. */
     groupPids() { return processGroup(pid); },
-    /** @param {number} [timeoutMs] */
-    waitExit(timeoutMs = 15000) { return until(() => exitInfo, timeoutMs, () => 'the primary to exit'); },
+    /**
+     * Waits until the primary has exited and all its output (and its
+     * workers') has been read. @param {number} [timeoutMs]
+     */
+    waitExit(timeoutMs = 15000) { return until(() => closeInfo, timeoutMs, () => exitInfo ? 'the primary\'s output to close (a process still holds it?)' : 'the primary to exit'); },
+    /** Waits for the primary's own exit only (its stdout may still be held, e.g. by a primary it started). @param {number} [timeoutMs] */
+    waitProcessExit(timeoutMs = 15000) { return until(() => exitInfo, timeoutMs, () => 'the primary to exit'); },
     /** Kills the whole group and removes the temp dir. */
     cleanup() {
       try { process.kill(-pid, 'SIGKILL'); } catch { /* already gone */ }
