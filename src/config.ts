@@ -22,6 +22,7 @@ export interface Config {
   readonly drainTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
   readonly drainSpreadMs: number;
+  readonly drainSpreadUpgradedMs: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   readonly logBufferBytes: number;
@@ -127,6 +128,10 @@ export const KEYS = {
   DRAIN_SPREAD_MS: {
     field: 'drainSpreadMs', default: () => '500', reloadable: true, parse: integer(0, 60_000),
     doc: 'On a reload, a draining worker asks its keep-alive clients to reconnect (Connection: close) at random moments over this long instead of all at once; 0: all at once.',
+  },
+  DRAIN_SPREAD_UPGRADED_MS: {
+    field: 'drainSpreadUpgradedMs', default: () => '5000', reloadable: true, parse: integer(0, 600_000),
+    doc: 'On a reload, a draining worker tells each long-lived connection (WebSocket, streaming response) to go at a random moment within this long, so that its clients do not all reconnect at once; 0: all at once. Keep it well below DRAIN_TIMEOUT_MS.',
   },
   LOG_LEVEL: {
     field: 'logLevel', default: () => 'info', reloadable: true, parse: oneOf(LOG_LEVELS),

@@ -125,6 +125,26 @@ export class LogSink {
     });
   }
 
+  /**
+   * At process exit (no event loop left): writes what the reader takes now,
+   * synchronously. An app that calls process.exit() right after a log line
+   * keeps that line.
+   */
+  flushAtExit(): void {
+    if (this.broken || this.queue.length === 0) return;
+    if (this.mode === 'nonblocking') {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      return this.pump();
+    }
+    if (this.inFlight) return; // the stream already holds a chunk; it may still get out
+    const rest = Buffer.concat(this.queue, this.queuedBytes);
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    // libuv tries the write at once; what does not fit is lost with the process.
+    (Writable.prototype.write as (chunk: Buffer) => boolean).call(stdioStream(this.fd), rest);
+  }
+
   close(): void {
     clearTimeout(this.retryTimer);
     if (this.ownsFd) {

@@ -43,6 +43,11 @@ export function stderr(): LogSink {
   return stderrSink ??= new LogSink(2);
 }
 
+process.on('exit', () => {
+  stdoutSink?.flushAtExit();
+  stderrSink?.flushAtExit();
+});
+
 /** Writes out what is queued for stdout and stderr, waiting at most `timeoutMs`. */
 export function flushOutput(timeoutMs = EXIT_FLUSH_MS): Promise<void> {
   return Promise.all([stdoutSink?.flush(timeoutMs), stderrSink?.flush(timeoutMs)]).then(() => undefined);

@@ -4,16 +4,26 @@
 import type { Config } from './config.js';
 
 /** Bump on any incompatible change to the messages below. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
+
+/** An address the primary listens on; connections say which one they came through. */
+export type ListenerInfo =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'unix'; readonly path: string };
 
 /** Primary → worker. */
 export type PrimaryMessage =
   /** Answer to `hello`: everything the worker needs to build its app. */
-  | { readonly type: 'init'; readonly protocol: number; readonly generation: number; readonly workerId: number; readonly configVersion: number; readonly config: Config; readonly output: { readonly format: 'json' | 'pretty'; readonly colors: boolean } }
-  /** Comes with a socket handle: a client connection to serve. */
-  | { readonly type: 'conn'; readonly id: number }
+  | {
+    readonly type: 'init'; readonly protocol: number; readonly generation: number; readonly workerId: number; readonly configVersion: number; readonly config: Config;
+    readonly output: { readonly format: 'json' | 'pretty'; readonly colors: boolean };
+    /** Every address the primary listens on, in LISTEN order; `conn` messages index into it. */
+    readonly listeners: readonly ListenerInfo[];
+  }
+  /** Comes with a socket handle: a client connection to serve, accepted on `listeners[listener]`. */
+  | { readonly type: 'conn'; readonly id: number; readonly listener: number }
   /** Stop taking connections, finish in-flight requests, exit. */
   | { readonly type: 'drain'; readonly reason: DrainReason }
   /** The server is shutting down: answer the readiness path 503 (keep serving). */
@@ -23,10 +33,16 @@ export type PrimaryMessage =
 export type WorkerMessage =
   | { readonly type: 'hello'; readonly protocol: number }
   | { readonly type: 'ready'; readonly protocol: number }
+  /** Booting, and waiting for the app to call listen() (a drop-in app): said once, for the reason a timeout gives. */
+  | { readonly type: 'waiting-for-listen' }
+  /** The app closed its server itself: this worker drains and exits, and wants a replacement. */
+  | { readonly type: 'closing' }
+  /** Near the drain deadline the worker closed `closed` connections that were still open. */
+  | { readonly type: 'forced-close'; readonly closed: number }
   /** The connection `id` was received: the primary may drop its copy. */
   | { readonly type: 'ack'; readonly id: number }
   /** Counters pushed every second and just before a drained exit; `metrics` is prom-client JSON. */
-  | { readonly type: 'stats'; readonly served: number; readonly inFlight: number; readonly connections: number; readonly metrics: readonly unknown[] }
+  | { readonly type: 'stats'; readonly served: number; readonly inFlight: number; readonly connections: number; readonly upgraded: number; readonly metrics: readonly unknown[] }
   /** The worker cannot boot (or crashed); sent just before it exits. */
   | { readonly type: 'fatal'; readonly error: { readonly message: string; readonly stack?: string } };
 
@@ -41,11 +57,16 @@ export function parseWorkerMessage(x: unknown): WorkerMessage | undefined {
     case 'hello':
     case 'ready':
       return typeof x.protocol === 'number' ? { type: x.type, protocol: x.protocol } : undefined;
+    case 'waiting-for-listen':
+    case 'closing':
+      return { type: x.type };
+    case 'forced-close':
+      return typeof x.closed === 'number' ? { type: 'forced-close', closed: x.closed } : undefined;
     case 'ack':
       return typeof x.id === 'number' ? { type: 'ack', id: x.id } : undefined;
     case 'stats':
-      return typeof x.served === 'number' && typeof x.inFlight === 'number' && typeof x.connections === 'number' && Array.isArray(x.metrics)
-        ? { type: 'stats', served: x.served, inFlight: x.inFlight, connections: x.connections, metrics: x.metrics } : undefined;
+      return typeof x.served === 'number' && typeof x.inFlight === 'number' && typeof x.connections === 'number' && typeof x.upgraded === 'number' && Array.isArray(x.metrics)
+        ? { type: 'stats', served: x.served, inFlight: x.inFlight, connections: x.connections, upgraded: x.upgraded, metrics: x.metrics } : undefined;
     case 'fatal': {
       const e = x.error;
       if (!isObject(e) || typeof e.message !== 'string') return undefined;
@@ -62,10 +83,10 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
   switch (x.type) {
     case 'init':
       return typeof x.protocol === 'number' && typeof x.generation === 'number' && typeof x.workerId === 'number'
-        && typeof x.configVersion === 'number' && isObject(x.config) && isObject(x.output)
+        && typeof x.configVersion === 'number' && isObject(x.config) && isObject(x.output) && Array.isArray(x.listeners)
         ? (x as unknown as PrimaryMessage) : undefined;
     case 'conn':
-      return typeof x.id === 'number' ? { type: 'conn', id: x.id } : undefined;
+      return typeof x.id === 'number' && typeof x.listener === 'number' ? { type: 'conn', id: x.id, listener: x.listener } : undefined;
     case 'drain':
       return x.reason === 'reload' || x.reason === 'shutdown' || x.reason === 'scale-down' ? { type: 'drain', reason: x.reason } : undefined;
     case 'unready':

@@ -218,13 +218,13 @@ test.serial('metrics: request counters grow with traffic and never fall across r
   };
   for (let i = 0; i < 20; i++) await get(b.port, '/');
   // Workers report every second: poll until the 20 requests are counted.
-  t.true(await pollUntil(async () => (await scrape('baton_http_requests_total{code="200"}')) === 20, 5000));
+  t.true(await pollUntil(async () => (await scrape('baton_http_requests_total{code="200",protocol="http/1.1"}')) === 20, 5000));
   b.writeEnv({ MESSAGE: 'next' });
   t.is((await baton(b.dir, ['reload'])).code, 0);
   await b.waitForLog('generation retired');
-  t.is(await scrape('baton_http_requests_total{code="200"}'), 20, 'the retired workers\' counts are kept');
+  t.is(await scrape('baton_http_requests_total{code="200",protocol="http/1.1"}'), 20, 'the retired workers\' counts are kept');
   for (let i = 0; i < 5; i++) await get(b.port, '/');
-  t.true(await pollUntil(async () => (await scrape('baton_http_requests_total{code="200"}')) === 25, 5000));
+  t.true(await pollUntil(async () => (await scrape('baton_http_requests_total{code="200",protocol="http/1.1"}')) === 25, 5000));
   t.is(await scrape('baton_reloads_total{outcome="success"}'), 1);
   t.is(await scrape('baton_generation'), 2);
   t.is(await scrape('baton_reload_duration_seconds_count'), 1);

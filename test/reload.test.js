@@ -85,18 +85,31 @@ test('a new generation not ready within READY_TIMEOUT_MS is killed and rolled ba
   t.is((await get(baton.port, '/')).body, 'old\n');
 });
 
-test('a worker that ignores the drain is killed at DRAIN_TIMEOUT_MS with a warning naming it', async (t) => {
+test('a request that never ends is closed by its worker just before DRAIN_TIMEOUT_MS; the worker says so and exits', async (t) => {
   const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'ignores-drain.mjs'), DRAIN_TIMEOUT_MS: '600', WORKERS: '1' } });
   const ready = await baton.waitForLog('ready');
+  const oldPid = /** @type {number[]} */ (ready.workers)[0];
   const hang = get(baton.port, '/hang').catch((err) => err);
   await waitInFlight(baton.port, 1);
+  const outcome = await baton.reload();
+  t.is(outcome.msg, 'reload complete');
+  const closed = await baton.waitForLog((l) => l.msg === 'closed 1 connections still open at the drain deadline' && l.pid === oldPid);
+  t.is(closed.closed, 1);
+  const exit = await baton.waitForLog((l) => l.msg === 'worker exited' && l.workerPid === oldPid);
+  t.deepEqual([exit.code, exit.signal], [0, null], 'it exited by itself, before the SIGKILL');
+  t.falsy(baton.logs.find((l) => l.msg === 'worker did not drain in time; killing it'));
+  t.is((await hang)?.code, 'ECONNRESET', 'the hanging request ends when its worker closes it');
+});
+
+test('a worker stuck while draining is killed at DRAIN_TIMEOUT_MS with a warning naming it', async (t) => {
+  const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'ignores-drain.mjs'), DRAIN_TIMEOUT_MS: '600', WORKERS: '1', STUCK_ON_DRAIN: '1' } });
+  const ready = await baton.waitForLog('ready');
   const outcome = await baton.reload();
   t.is(outcome.msg, 'reload complete');
   const warn = await baton.waitForLog('worker did not drain in time; killing it');
   t.is(warn.workerPid, /** @type {number[]} */ (ready.workers)[0]);
   const exit = await baton.waitForLog((l) => l.msg === 'worker exited' && l.workerPid === warn.workerPid);
   t.is(exit.signal, 'SIGKILL');
-  t.truthy(await hang, 'the hanging request ends when its worker is killed');
 });
 
 test('a burst of 20 SIGHUPs ends in one or two reloads with the newest config', async (t) => {

@@ -66,10 +66,19 @@ test('a second SIGINT forces: workers are killed, exit 1', async (t) => {
   t.true(await pollUntil(() => baton.groupPids().length === 0, 2000));
 });
 
-test('past DRAIN_TIMEOUT_MS the shutdown kills what is left and exits 1', async (t) => {
+test('past DRAIN_TIMEOUT_MS the shutdown closes what is left and exits 1', async (t) => {
   const baton = await startBaton({ t, env: { WORKERS: '1', APP_MODULE: join(FIXTURES, 'ignores-drain.mjs'), DRAIN_TIMEOUT_MS: '500' } });
   void get(baton.port, '/hang').catch(() => {});
   await waitInFlight(baton.port, 1);
+  baton.signal('SIGTERM');
+  const exit = await baton.waitExit(5000);
+  t.is(exit.code, 1);
+  t.truthy(baton.logs.find((l) => l.msg === 'worker closed 1 connections still open at the drain deadline'));
+  t.truthy(baton.logs.find((l) => l.msg === 'shutdown complete with errors' && l.exitCode === 1));
+});
+
+test('a worker stuck during a shutdown is killed at DRAIN_TIMEOUT_MS: exit 1', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '1', APP_MODULE: join(FIXTURES, 'ignores-drain.mjs'), DRAIN_TIMEOUT_MS: '500', STUCK_ON_DRAIN: '1' } });
   baton.signal('SIGTERM');
   const exit = await baton.waitExit(5000);
   t.is(exit.code, 1);

@@ -3,19 +3,20 @@
 import test from 'ava';
 import { DURATION_BUCKETS, WorkerMetrics } from '../dist/worker/metrics.js';
 
-test('counts by status code (0 is "aborted") and fills the duration histogram cumulatively', (t) => {
+test('counts by status code (0 is "aborted") and protocol, and fills the duration histogram cumulatively', (t) => {
   const m = new WorkerMetrics();
-  m.record(200, 0.0005);
-  m.record(200, 0.02);
-  m.record(404, 0.002);
-  m.record(0, 30);
-  m.record(999, 0.001);
+  m.record(200, 0.0005, 'http/1.1');
+  m.record(200, 0.02, 'h2');
+  m.record(404, 0.002, 'http/1.1');
+  m.record(0, 30, 'http/1.1');
+  m.record(999, 0.001, 'http/1.1');
   const [requests, duration] = m.snapshot();
   t.deepEqual(requests?.values, [
-    { labels: { code: 'aborted' }, value: 1 },
-    { labels: { code: '200' }, value: 2 },
-    { labels: { code: '404' }, value: 1 },
-    { labels: { code: '999' }, value: 1 },
+    { labels: { code: 'aborted', protocol: 'http/1.1' }, value: 1 },
+    { labels: { code: '200', protocol: 'http/1.1' }, value: 1 },
+    { labels: { code: '404', protocol: 'http/1.1' }, value: 1 },
+    { labels: { code: '999', protocol: 'http/1.1' }, value: 1 },
+    { labels: { code: '200', protocol: 'h2' }, value: 1 },
   ]);
   const bucket = (/** @type {number | string} */ le) => duration?.values.find((v) => v.labels.le === le)?.value;
   t.is(bucket(0.001), 2, '0.5 ms and exactly 1 ms fall in le=0.001');

@@ -8,7 +8,13 @@ import type { WorkerHandle } from './worker-handle.js';
 
 interface InFlight {
   readonly socket: Socket;
+  readonly listener: number;
   readonly worker: WorkerHandle;
+}
+
+interface Waiting {
+  readonly socket: Socket;
+  readonly listener: number;
 }
 
 const ignoreError = (): void => {};
@@ -16,7 +22,7 @@ const ignoreError = (): void => {};
 export class Dispatcher {
   private targets: WorkerHandle[] = [];
   private cursor = 0;
-  private readonly waiting: Socket[] = [];
+  private readonly waiting: Waiting[] = [];
   private readonly unacked = new Map<number, InFlight>();
   private seq = 0;
   private dispatchedCount = 0;
@@ -25,11 +31,11 @@ export class Dispatcher {
     return { waiting: this.waiting.length, unacked: this.unacked.size, dispatched: this.dispatchedCount };
   }
 
-  /** A socket the listener accepted (paused: the primary never reads it). */
-  accept(socket: Socket): void {
+  /** A socket listener number `listener` accepted (paused: the primary never reads it). */
+  accept(socket: Socket, listener: number): void {
     // A client may reset while its socket waits here; that must not crash the primary.
     socket.on('error', ignoreError);
-    this.dispatch(socket);
+    this.dispatch(socket, listener);
   }
 
   /** Switch the whole target set at once (a generation becomes the serving one). */
@@ -63,13 +69,13 @@ export class Dispatcher {
     for (const [id, entry] of this.unacked) {
       if (entry.worker !== worker) continue;
       this.unacked.delete(id);
-      this.dispatch(entry.socket);
+      this.dispatch(entry.socket, entry.listener);
     }
   }
 
   /** On shutdown: connections that no worker took are closed. */
   closeWaiting(): void {
-    for (const socket of this.waiting.splice(0)) socket.destroy();
+    for (const { socket } of this.waiting.splice(0)) socket.destroy();
   }
 
   private pick(): WorkerHandle | undefined {
@@ -81,26 +87,27 @@ export class Dispatcher {
     return undefined;
   }
 
-  private dispatch(socket: Socket, worker = this.pick()): void {
+  private dispatch(socket: Socket, listener: number, worker = this.pick()): void {
     if (socket.destroyed) return;
     if (!worker) {
-      this.waiting.push(socket);
+      this.waiting.push({ socket, listener });
       return;
     }
     const id = ++this.seq;
-    this.unacked.set(id, { socket, worker });
+    this.unacked.set(id, { socket, listener, worker });
     this.dispatchedCount++;
-    worker.proc.send({ type: 'conn', id }, socket, (err) => {
+    worker.proc.send({ type: 'conn', id, listener }, socket, (err) => {
       if (!err || !this.unacked.has(id)) return;
       this.unacked.delete(id);
-      this.dispatch(socket);
+      this.dispatch(socket, listener);
     });
   }
 
   /** Hands waiting connections out, as long as some worker can take them. */
   private flush(): void {
     for (let worker = this.pick(); worker && this.waiting.length > 0; worker = this.pick()) {
-      this.dispatch(this.waiting.shift() as Socket, worker);
+      const next = this.waiting.shift() as Waiting;
+      this.dispatch(next.socket, next.listener, worker);
     }
   }
 }

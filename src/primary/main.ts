@@ -124,12 +124,13 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   const dispatcher = new Dispatcher();
   let listener!: Listener;
   try {
-    listener = await listen(c.host, c.port, (s) => dispatcher.accept(s),
+    listener = await listen(c.host, c.port, (s) => dispatcher.accept(s, 0),
       (err) => log.error({ err: serializeError(err) }, 'listener error'));
   } catch (err) {
     return bindFailed(`${c.host}:${c.port}`, err);
   }
 
+  log.info(listener.address, 'listening');
   writePidFile(c.pidFile);
   cleanups.push(() => removePidFile(c.pidFile));
 
@@ -147,6 +148,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     dispatcher,
     stopAccepting: () => listener.close(),
     address: () => listener.address,
+    listeners: () => [{ kind: 'tcp', ...listener.address }],
     log,
     // Let systemd hear STOPPING=1 before the process is gone.
     exit: (code) => void (notifier?.flushed() ?? Promise.resolve()).then(() => exit(code)),

@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os';
 import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult, type LogFormat } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ReloadRecord, StatusSnapshot, WorkerStatus } from '../control.js';
-import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type WorkerMessage } from '../protocol.js';
+import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type ListenerInfo, type WorkerMessage } from '../protocol.js';
 import { Backoff } from './backoff.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Generation } from './generation.js';
@@ -82,6 +82,8 @@ export interface SupervisorDeps {
   /** Closes the listening socket. */
   readonly stopAccepting: () => void;
   readonly address: () => { host: string; port: number };
+  /** Every address the primary listens on (workers index into it). */
+  readonly listeners: () => readonly ListenerInfo[];
   readonly log: Logger;
   readonly exit: (code: number) => void;
   readonly observers?: readonly SupervisorObserver[];
@@ -191,7 +193,8 @@ export class Supervisor {
         return this.onWorkerExit(ev.worker, ev.code, ev.signal);
       case 'ready-deadline':
         if (ev.worker.state !== 'booting') return;
-        ev.worker.failure = `worker ${ev.worker.pid} not ready within ${ev.worker.gen.config.readyTimeoutMs} ms`;
+        ev.worker.failure = `worker ${ev.worker.pid} not ready within ${ev.worker.gen.config.readyTimeoutMs} ms`
+          + (ev.worker.waitingForListen ? ': the app never called listen() (a drop-in app must listen on its port; a factory app must export createApp or a default request listener)' : '');
         return ev.worker.proc.kill();
       case 'drain-deadline':
         if (ev.worker.state !== 'draining') return;
@@ -354,7 +357,7 @@ export class Supervisor {
         // Acks (the data path) and stats change no state: handled at once.
         if (msg.type === 'ack') this.deps.dispatcher.ack(msg.id);
         else if (msg.type === 'stats') {
-          worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections };
+          worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections, upgraded: msg.upgraded };
           this.tell((o) => o.workerMetrics?.(worker, msg.metrics));
         } else this.enqueue({ type: 'worker-message', worker, msg });
       },
@@ -378,7 +381,7 @@ export class Supervisor {
           worker.proc.kill();
           return;
         }
-        worker.proc.send({ type: 'init', protocol: PROTOCOL_VERSION, generation: worker.gen.id, workerId: worker.id, configVersion: worker.gen.configVersion, config: worker.gen.config, output: this.deps.output(worker.gen.config.logFormat) });
+        worker.proc.send({ type: 'init', protocol: PROTOCOL_VERSION, generation: worker.gen.id, workerId: worker.id, configVersion: worker.gen.configVersion, config: worker.gen.config, output: this.deps.output(worker.gen.config.logFormat), listeners: this.deps.listeners() });
         return;
       case 'fatal':
         worker.failure = msg.error.message;
@@ -396,6 +399,21 @@ export class Supervisor {
         } else if (worker.gen === this.current) {
           this.deps.dispatcher.add(worker);
         }
+        return;
+      case 'waiting-for-listen':
+        worker.waitingForListen = true;
+        return;
+      case 'closing':
+        // The app closed its own server: the worker drains and exits; the
+        // generation gets a replacement.
+        if (worker.state !== 'ready') return;
+        log.warn({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id }, 'the app closed its server: the worker drains and is replaced');
+        this.drain(worker, 'scale-down', false);
+        if (worker.gen === this.current && (this.state === 'running' || this.state === 'reloading')) this.fill(worker.gen);
+        return;
+      case 'forced-close':
+        log.warn({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id, closed: msg.closed }, `worker closed ${msg.closed} connections still open at the drain deadline`);
+        if (this.state === 'stopping') this.exitCode = EXIT.failed;
         return;
       case 'ack':
       case 'stats':
@@ -439,8 +457,8 @@ export class Supervisor {
     clock.setTimeout(() => this.enqueue({ type: 'respawn', generation }), delayMs);
   }
 
-  /** Stop routing to `worker`, ask it to drain, and kill it at the deadline. */
-  private drain(worker: WorkerHandle, reason: DrainReason): void {
+  /** Stop routing to `worker`, ask it to drain (unless it asked itself), and kill it at the deadline. */
+  private drain(worker: WorkerHandle, reason: DrainReason, tell = true): void {
     const { clock, dispatcher } = this.deps;
     dispatcher.remove(worker);
     worker.gen.workers.delete(worker);
@@ -451,7 +469,7 @@ export class Supervisor {
       clock.clearTimeout(worker.timer);
       worker.timer = clock.setTimeout(() => this.enqueue({ type: 'drain-deadline', worker }), this.loaded.config.drainTimeoutMs);
     }
-    worker.proc.send({ type: 'drain', reason });
+    if (tell) worker.proc.send({ type: 'drain', reason });
   }
 
   /** A worker that never served: kill it, its exit is expected. */

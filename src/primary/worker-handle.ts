@@ -38,7 +38,9 @@ export class WorkerHandle {
   /** The pending deadline: readiness while booting, drain while draining. */
   timer: unknown;
   /** The worker's last pushed counters. */
-  stats = { served: 0, inFlight: 0, connections: 0 };
+  stats = { served: 0, inFlight: 0, connections: 0, upgraded: 0 };
+  /** A drop-in app that has not called listen() yet (for the reason a ready timeout gives). */
+  waitingForListen = false;
 
   constructor(
     readonly id: number,

@@ -19,17 +19,19 @@ export interface MetricJson {
   readonly values: { readonly labels: Record<string, string | number>; readonly value: number; readonly metricName?: string }[];
 }
 
+const PROTOCOLS = ['http/1.1', 'h2'] as const;
+
 export class WorkerMetrics {
-  /** Responses by status code (index); index 0: aborted. */
-  private readonly codes = new Array<number>(1000).fill(0);
+  /** Responses by protocol, then status code (index); index 0: aborted. */
+  private readonly codes = PROTOCOLS.map(() => new Array<number>(1000).fill(0));
   /** Per-bucket (not cumulative) counts; the last slot is +Inf. */
   private readonly buckets = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
   private sum = 0;
   private count = 0;
 
-  /** A response ended: its status code (0: the client left first) and duration. */
-  record(status: number, seconds: number): void {
-    this.codes[status >= 100 && status < 1000 ? status : 0]!++; // Node allows 100-999
+  /** A response ended: its status code (0: the client left first), duration and protocol. */
+  record(status: number, seconds: number, protocol: (typeof PROTOCOLS)[number] = 'http/1.1'): void {
+    this.codes[protocol === 'h2' ? 1 : 0]![status >= 100 && status < 1000 ? status : 0]!++; // Node allows 100-999
     let i = 0;
     while (i < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[i]!) i++;
     this.buckets[i]!++;
@@ -46,9 +48,9 @@ export class WorkerMetrics {
     return [
       {
         name: 'baton_http_requests_total',
-        help: 'HTTP requests answered by the app, by status code ("aborted": the client left first).',
+        help: 'HTTP requests answered by the app, by status code ("aborted": the client left first) and protocol (http/1.1 or h2).',
         type: 'counter', aggregator: 'sum',
-        values: this.codes.flatMap((value, status) => value === 0 ? [] : [{ labels: { code: status === 0 ? 'aborted' : String(status) }, value }]),
+        values: this.codes.flatMap((codes, p) => codes.flatMap((value, status) => value === 0 ? [] : [{ labels: { code: status === 0 ? 'aborted' : String(status), protocol: PROTOCOLS[p]! }, value }])),
       },
       {
         name: 'baton_http_request_duration_seconds',

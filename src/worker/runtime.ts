@@ -1,16 +1,26 @@
-// A worker's life: hello → init (config snapshot) → build the app → ready →
-// serve sockets the primary hands over → drain → exit.
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+// A worker's life: hello → init (config snapshot) → load the app (a factory,
+// or a drop-in app whose listen() is captured) → ready → serve sockets the
+// primary hands over → drain → exit.
+import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Config } from '../config.js';
+import { registerDrain } from '../drain-signal.js';
 import { createLogger, flushOutput, serializeError, setOutputBound, type Logger } from '../log.js';
-import { parsePrimaryMessage, PROTOCOL_VERSION, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
-import { loadApp, type AppHandle } from './app-host.js';
-import { ConnectionTracker, TrackedResponse } from './drain.js';
+import { parsePrimaryMessage, PROTOCOL_VERSION, type ListenerInfo, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
+import { appName, loadApp, type AppContext, type AppHandle } from './app-host.js';
+import { ConnectionTracker } from './drain.js';
+import { ListenCapture } from './listen-capture.js';
 import { STATS_INTERVAL_MS, WorkerMetrics } from './metrics.js';
+import { createFactoryServer, ServerHost } from './server-host.js';
+import { heldSignalHandlers, runHeldSignalHandlers } from './signals.js';
 import { warmUp } from './warm-up.js';
 
 type InitMessage = Extract<PrimaryMessage, { type: 'init' }>;
+
+/** While draining with long-lived connections open, say how many every this often. */
+const LONG_LIVED_REPORT_MS = 5000;
+/** The app's own SIGTERM handlers (run after the drain) get this long to exit the process themselves. */
+const HELD_HANDLERS_MS = 2000;
 
 function send(msg: WorkerMessage): void {
   process.send?.(msg);
@@ -42,6 +52,19 @@ function waitForInit(): Promise<InitMessage> {
   });
 }
 
+/**
+ * How long before the primary's drain deadline (when it SIGKILLs) the worker
+ * closes what is still open itself, so that it can say so and exit cleanly.
+ */
+export function closeMarginMs(drainTimeoutMs: number): number {
+  return Math.min(1000, Math.max(50, Math.round(drainTimeoutMs / 10)));
+}
+
+/** Long-lived connections must all have been told before the worker's own deadline. */
+export function longLivedSpreadMs(config: Config): number {
+  return Math.max(0, Math.min(config.drainSpreadUpgradedMs, Math.floor((config.drainTimeoutMs - closeMarginMs(config.drainTimeoutMs)) * 0.8)));
+}
+
 export async function runWorker(): Promise<void> {
   if (!process.send) {
     process.stderr.write('baton: dist/worker.js is started by the primary; run node dist/primary.js\n');
@@ -56,107 +79,191 @@ export async function runWorker(): Promise<void> {
   if (init.protocol !== PROTOCOL_VERSION) {
     return die(new Error(`primary speaks IPC protocol ${init.protocol}, this worker speaks ${PROTOCOL_VERSION}: restart the primary to run this code`));
   }
-  const { config, generation, workerId, configVersion, output } = init;
+  const { config, generation, workerId, output, listeners } = init;
   setOutputBound(config.logBufferBytes);
-  log = createLogger({ role: 'worker', level: config.logLevel, format: output.format, colors: output.colors, generation: () => generation });
-  // The app's own keys reach it in process.env too, as apps expect.
+  const logger = createLogger({ role: 'worker', level: config.logLevel, format: output.format, colors: output.colors, generation: () => generation });
+  log = logger;
+  // The app's own keys reach it in process.env too, as apps expect, and a
+  // drop-in app finds the port it should listen on where it looks for it.
   for (const [k, v] of Object.entries(config.env)) process.env[k] = v;
-
-  let app: AppHandle;
-  try {
-    app = await loadApp({ config, generation, workerId, log });
-  } catch (err) {
-    return die(err, log);
+  const tcp = listeners.find((l): l is Extract<ListenerInfo, { kind: 'tcp' }> => l.kind === 'tcp');
+  if (tcp) {
+    process.env.PORT = String(tcp.port);
+    process.env.HOST = tcp.host;
   }
-  await serve(app, { config, generation, workerId, configVersion }, log);
-}
 
-/** `url` is `path`, with or without a query string (no allocation: this runs per request). */
-function isPath(url: string, path: string): boolean {
-  return url.startsWith(path) && (url.length === path.length || url.charCodeAt(path.length) === 63 /* ? */);
-}
+  let host: ServerHost | undefined;
+  const tracker = new ConnectionTracker({
+    idleTimeoutMs: () => host?.keepAliveTimeoutMs() ?? config.keepAliveTimeoutMs,
+    shutdownIdleMs: 0,
+    spreadMs: config.drainSpreadMs,
+    longLivedSpreadMs: longLivedSpreadMs(config),
+  });
+  registerDrain(tracker);
 
-interface Identity {
-  readonly config: Config;
-  readonly generation: number;
-  readonly workerId: number;
-  readonly configVersion: number;
-}
+  // A drop-in app may call listen() while it is imported: capture first.
+  const appClosing: (() => void)[] = [];
+  let onAppClose: () => void = () => {};
+  let captured!: (server: Server) => void;
+  const capturedServer = new Promise<Server>((resolve) => { captured = resolve; });
+  const capture = new ListenCapture(listeners, config.port, {
+    captured: (server) => captured(server as Server),
+    closeRequested: (_server, done) => {
+      appClosing.push(done);
+      onAppClose();
+    },
+    refused: (err) => void die(err, logger),
+  });
+  capture.install();
 
-async function serve(app: AppHandle, id: Identity, log: Logger): Promise<void> {
-  const tracker = new ConnectionTracker(id.config.keepAliveTimeoutMs, id.config.drainSpreadMs);
+  const factory = createFactoryServer(config.keepAliveTimeoutMs);
+  const ctx: AppContext = {
+    config, generation, workerId, log: logger,
+    server: factory.server, signal: tracker.signal, drainSignal: (req) => tracker.signalFor(req),
+  };
+  let app: AppHandle | undefined;
+  let server: Server;
+  try {
+    const loaded = await loadApp(ctx, () => capture.target !== undefined);
+    if (loaded.kind === 'factory') {
+      app = loaded.handle;
+      factory.setHandler(app.handler);
+      server = factory.server;
+    } else {
+      if (!loaded.listened) {
+        // Until the app listens it gets no traffic; one that never does fails
+        // its boot at READY_TIMEOUT_MS, and the primary says why.
+        send({ type: 'waiting-for-listen' });
+        logger.debug(`${appName(config.appModule)} has not called listen() yet: waiting for it`);
+      }
+      server = await capturedServer;
+    }
+  } catch (err) {
+    return die(err, logger);
+  }
+  // Requests are timed and counted only for a metrics endpoint that exists:
+  // two clock reads per request measured ~8% more CPU per keep-alive
+  // request (METRICS_PORT cannot change on a reload, so all workers agree).
   const metrics = new WorkerMetrics();
+  let unready = false;
+  host = new ServerHost(server, app ? 'factory' : 'captured', {
+    listeners, tracker,
+    gate: probes(tracker, init, () => unready, config.metricsPort === undefined ? undefined : metrics),
+  });
+  if (!app && heldSignalHandlers() > 0) logger.debug({ handlers: heldSignalHandlers() }, 'the app\'s own SIGINT/SIGTERM handlers are held: they run once this worker has drained');
+  serve(host, { init, app, tracker, metrics, log: logger, appClosing, setAppClose: (fn) => { onAppClose = fn; }, setUnready: () => { unready = true; } });
+}
+
+/** Answers for HEALTH_PATH and READY_PATH, written by baton whatever the app. */
+function probes(tracker: ConnectionTracker, init: InitMessage, isUnready: () => boolean, observer: WorkerMetrics | undefined) {
+  const { generation, workerId, configVersion } = init;
+  const json = (res: import('node:http').ServerResponse | import('node:http2').Http2ServerResponse, status: number, body: string): void => {
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+  return {
+    healthPath: init.config.healthPath,
+    readyPath: init.config.readyPath,
+    observer,
+    health: (res: Parameters<typeof json>[0]) => {
+      const { inFlight, sockets, served, upgraded } = tracker.stats;
+      json(res, 200, JSON.stringify({
+        status: tracker.draining ? 'draining' : 'ok',
+        pid: process.pid, generation, workerId, configVersion,
+        // Not counting this health request itself.
+        inFlight: inFlight - 1, connections: sockets, upgraded, served,
+      }));
+    },
+    // Not ready once the whole server is stopping; a drain for a reload or a
+    // scale-down is not that (a load balancer would mark the instance down).
+    readiness: (res: Parameters<typeof json>[0]) => {
+      const unready = isUnready();
+      json(res, unready ? 503 : 200, JSON.stringify({ ready: !unready, pid: process.pid, generation }));
+    },
+  };
+}
+
+interface Serving {
+  readonly init: InitMessage;
+  readonly app: AppHandle | undefined;
+  readonly tracker: ConnectionTracker;
+  readonly metrics: WorkerMetrics;
+  readonly log: Logger;
+  /** Callbacks of the app's own server.close(cb): they run once the worker has drained. */
+  readonly appClosing: (() => void)[];
+  setAppClose(fn: () => void): void;
+  setUnready(): void;
+}
+
+function serve(host: ServerHost, s: Serving): void {
+  const { init, app, tracker, metrics, log } = s;
+  const { config } = init;
   const pushStats = async (): Promise<void> => {
     const snapshot = metrics.snapshot();
-    const { served, inFlight, sockets } = tracker.stats;
+    const { served, inFlight, sockets, upgraded } = tracker.stats;
     // Resolves once written, so a process.exit() after it cannot cut it off.
     await new Promise<void>((resolve) => {
-      const msg: WorkerMessage = { type: 'stats', served, inFlight, connections: sockets, metrics: snapshot };
+      const msg: WorkerMessage = { type: 'stats', served, inFlight, connections: sockets, upgraded, metrics: snapshot };
       if (!process.connected || !process.send) return resolve();
       process.send(msg, undefined, {}, () => resolve());
     });
   };
   // unref: the stats timer must never keep a drained worker alive.
   setInterval(() => void pushStats(), STATS_INTERVAL_MS).unref();
-  const health = (res: ServerResponse): void => {
-    const { inFlight, sockets, served } = tracker.stats;
-    const body = JSON.stringify({
-      status: tracker.draining ? 'draining' : 'ok',
-      pid: process.pid, generation: id.generation, workerId: id.workerId, configVersion: id.configVersion,
-      // Not counting this health request itself.
-      inFlight: inFlight - 1, connections: sockets, served,
-    });
-    res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  };
-  // Not ready once the whole server is stopping; a drain for a reload or a
-  // scale-down is not that (a load balancer would mark the instance down).
-  let unready = false;
-  const readiness = (res: ServerResponse): void => {
-    const body = JSON.stringify({ ready: !unready, pid: process.pid, generation: id.generation });
-    res.writeHead(unready ? 503 : 200, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) });
-    res.end(body);
-  };
-  const { healthPath, readyPath } = id.config;
-  // Requests are timed and counted only for a metrics endpoint that exists:
-  // two clock reads per request measured ~8% more CPU per keep-alive
-  // request (METRICS_PORT cannot change on a reload, so all workers agree).
-  const observer = id.config.metricsPort === undefined ? undefined : metrics;
-  const server = createServer({ ServerResponse: TrackedResponse }, (req: IncomingMessage, res: TrackedResponse) => {
-    const url = req.url ?? '/';
-    const probe = req.method !== 'GET' && req.method !== 'HEAD' ? undefined
-      : isPath(url, healthPath) ? health : isPath(url, readyPath) ? readiness : undefined;
-    if (probe) {
-      tracker.beginRequest(req, res); // probes are not counted in the request metrics
-      return probe(res);
-    }
-    tracker.beginRequest(req, res, observer);
-    app.handler(req, res);
-  });
-  server.keepAliveTimeout = id.config.keepAliveTimeoutMs;
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    // A client that resets or sends garbage: answer 400 if we still can.
-    if (err.code !== 'ECONNRESET' && socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
-  });
-  // The server never listens (the primary owns the port), but 'listening'
-  // starts Node's connection bookkeeping: header/request timeouts depend on it.
-  server.emit('listening');
 
   let exiting = false;
   const exit = async (): Promise<void> => {
     if (exiting) return;
     exiting = true;
     try {
-      await app.close?.();
+      await app?.close?.();
     } catch (err) {
       log.error({ err: serializeError(err) }, 'app close hook failed');
     }
     log.info({ served: tracker.stats.served }, 'worker drained, exiting');
     // The final counts, so the primary's counters lose nothing of this worker.
     await pushStats();
+    await flushOutput();
+    // A drop-in app's own shutdown code runs now, once: its server.close()
+    // callbacks, then its SIGTERM handlers (which usually end in
+    // process.exit()). They get a moment; then the worker exits anyway.
+    for (const done of s.appClosing.splice(0)) done();
+    s.setAppClose(() => { for (const done of s.appClosing.splice(0)) done(); });
+    if (runHeldSignalHandlers() > 0) await new Promise((r) => setTimeout(r, HELD_HANDLERS_MS).unref());
     await exitAfterFlush(0);
   };
+
+  let deadline: NodeJS.Timeout | undefined;
+  let report: NodeJS.Timeout | undefined;
+  const drain = (reason: Parameters<ConnectionTracker['drain']>[0]): void => {
+    if (!tracker.drain(reason, () => { clearTimeout(deadline); clearInterval(report); void exit(); })) return;
+    log.info({ reason, ...tracker.stats }, 'draining');
+    // Shortly before the primary's deadline, close what is still open (a
+    // WebSocket whose app never closes it), say so, and exit cleanly.
+    clearTimeout(deadline);
+    deadline = setTimeout(() => {
+      const { longLived } = tracker.stats;
+      const closed = tracker.closeAll();
+      if (closed > 0) {
+        log.warn({ closed, longLived, drainTimeoutMs: config.drainTimeoutMs }, `closed ${closed} connections still open at the drain deadline`);
+        send({ type: 'forced-close', closed });
+      }
+    }, config.drainTimeoutMs - closeMarginMs(config.drainTimeoutMs));
+    deadline.unref();
+    report ??= setInterval(() => {
+      const { longLived, sockets } = tracker.stats;
+      if (longLived > 0) log.info({ longLived, connections: sockets }, `still draining: ${longLived} long-lived connections open`);
+    }, LONG_LIVED_REPORT_MS);
+    report.unref();
+  };
+  // The app closed its own server (not at our asking): this worker drains,
+  // and the primary starts a replacement.
+  s.setAppClose(() => {
+    if (tracker.draining) return;
+    log.info('the app closed its server: draining this worker');
+    send({ type: 'closing' });
+    drain('scale-down');
+  });
 
   process.on('message', (raw: unknown, handle: unknown) => {
     const msg = parsePrimaryMessage(raw);
@@ -167,32 +274,32 @@ async function serve(app: AppHandle, id: Identity, log: Logger): Promise<void> {
         // socket, to hand it to another worker if this one dies.
         send({ type: 'ack', id: msg.id });
         if (!handle) return;
-        const socket = handle as Socket;
-        tracker.addSocket(socket);
-        server.emit('connection', socket);
+        host.feed(handle as Socket, msg.listener);
         return;
       }
       case 'unready':
-        unready = true;
+        s.setUnready();
         return;
       case 'drain':
-        if (msg.reason === 'shutdown') unready = true;
-        if (tracker.drain(msg.reason, () => void exit())) log.info({ reason: msg.reason, ...tracker.stats }, 'draining');
+        if (msg.reason === 'shutdown') s.setUnready();
+        drain(msg.reason);
         return;
       case 'init':
         return;
     }
   });
 
-  // Compile the HTTP path before clients arrive (see warm-up.ts).
-  const warmStart = performance.now();
-  try {
-    await warmUp(server, id.config.healthPath);
-    log.debug({ ms: Math.round(performance.now() - warmStart) }, 'warmed up');
-  } catch (err) {
-    log.warn({ err: serializeError(err) }, 'warm-up failed; serving without it');
-  }
-  tracker.forgetServed();
-  send({ type: 'ready', protocol: PROTOCOL_VERSION });
-  log.debug({ workerId: id.workerId, configVersion: id.configVersion }, 'worker ready');
+  void (async () => {
+    // Compile the HTTP path before clients arrive (see warm-up.ts).
+    const warmStart = performance.now();
+    try {
+      await warmUp(host.server, config.healthPath);
+      log.debug({ ms: Math.round(performance.now() - warmStart) }, 'warmed up');
+    } catch (err) {
+      log.warn({ err: serializeError(err) }, 'warm-up failed; serving without it');
+    }
+    tracker.forgetServed();
+    send({ type: 'ready', protocol: PROTOCOL_VERSION });
+    log.debug({ workerId: init.workerId, configVersion: init.configVersion, app: host.kind }, 'worker ready');
+  })();
 }

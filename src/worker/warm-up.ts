@@ -6,6 +6,7 @@
 // health handler runs: the app never sees these requests.
 import type { Server } from 'node:http';
 import { connect, createServer, type AddressInfo } from 'node:net';
+import { realListen } from './listen-capture.js';
 
 export const WARM_UP_REQUESTS = 10;
 const WARM_UP_TIMEOUT_MS = 2000;
@@ -21,7 +22,9 @@ export async function warmUp(server: Server, path: string, requests = WARM_UP_RE
   try {
     await new Promise<void>((resolve, reject) => {
       local.once('error', reject);
-      local.listen(0, '127.0.0.1', resolve);
+      // Not the app's listen (that is captured), and bound here, not through
+      // node:cluster by the primary (exclusive).
+      realListen.call(local, { port: 0, host: '127.0.0.1', exclusive: true }, resolve);
     });
     const { port } = local.address() as AddressInfo;
     const request = `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
