@@ -17,13 +17,14 @@ const CLI_EXIT = { ...EXIT, noPrimary: 69, timeout: 75 } as const;
 const USAGE = `Usage: baton <command> [options]
 
 Commands:
-  start [--port N] [--host ADDR] [--workers N] [--env-file PATH]
-                         run the primary in the foreground (same as node dist/primary.js)
+  start [APP] [--port N] [--host ADDR] [--workers N] [--env-file PATH]
+                         run the primary in the foreground (same as node
+                         dist/primary.js); APP: the app module (APP_MODULE)
   reload [--timeout MS]  reload and wait for the outcome: exit 0 when the new
                          generation serves, 1 if it failed and was rolled back,
                          78 if the config is invalid
   status [--json]        state, generation, workers, last reload
-  check [--env-file PATH]
+  check [APP] [--env-file PATH]
                          validate a .env file (and the environment) like the
                          primary would, without touching a running server
   stop [--timeout MS]    ordered shutdown; waits until the primary has exited
@@ -97,8 +98,8 @@ function formatStatus(st: StatusSnapshot, now = Date.now()): string {
     : r.ok ? `last reload: ok, generation ${r.generation} in ${r.durationMs} ms, ${duration(now - r.at)} ago`
     : `last reload: FAILED ${duration(now - r.at)} ago: ${r.reason}`);
   lines.push(`workers: ${st.workers.filter((w) => w.state === 'ready').length} ready of ${st.targetWorkers} wanted`, '');
-  const rows = [['ID', 'PID', 'GEN', 'STATE', 'UPTIME', 'SERVED', 'IN FLIGHT'],
-    ...st.workers.map((w) => [w.id, w.pid, w.generation, w.state, duration(w.uptimeMs), w.served, w.inFlight].map(String))];
+  const rows = [['ID', 'PID', 'GEN', 'STATE', 'UPTIME', 'SERVED', 'IN FLIGHT', 'UPGRADED'],
+    ...st.workers.map((w) => [w.id, w.pid, w.generation, w.state, duration(w.uptimeMs), w.served, w.inFlight, w.upgraded].map(String))];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
   return lines.join('\n') + '\n';
@@ -117,7 +118,7 @@ async function main(argv: readonly string[]): Promise<void> {
     parsed = parseArgs({
       args: [...rest],
       strict: true,
-      allowPositionals: command === 'scale',
+      allowPositionals: command === 'scale' || command === 'check',
       options: {
         socket: { type: 'string' },
         'env-file': { type: 'string' },
@@ -178,8 +179,9 @@ async function main(argv: readonly string[]): Promise<void> {
         process.exit(CLI_EXIT.ok);
       }
       case 'check': {
+        if (positionals.length > 1) throw new UsageError('check takes one app module at most');
         const envFile = values['env-file'] ?? process.env.ENV_FILE ?? DEFAULT_ENV_FILE;
-        const result = loadConfig({ envFile, environment: process.env });
+        const result = loadConfig({ envFile, environment: process.env, flags: positionals[0] === undefined ? {} : { APP_MODULE: positionals[0] } });
         if (!result.ok) {
           process.stderr.write(`baton: invalid config in ${result.envFile}:\n`);
           printErrors(result.errors);

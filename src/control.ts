@@ -21,6 +21,8 @@ export type WorkerStatus = {
   readonly uptimeMs: number;
   readonly served: number;
   readonly inFlight: number;
+  /** Upgraded (WebSocket) connections it holds. */
+  readonly upgraded: number;
 };
 
 export type ReloadRecord = {

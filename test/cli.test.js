@@ -77,7 +77,7 @@ test('baton status --json: generation and worker states before and after a reloa
   const plain = await baton(b.dir, ['status']);
   t.is(plain.code, 0);
   t.regex(plain.stdout, /^baton primary \d+: running, generation 2 \(config v2\)/);
-  t.regex(plain.stdout, /ID\s+PID\s+GEN\s+STATE\s+UPTIME\s+SERVED\s+IN FLIGHT/);
+  t.regex(plain.stdout, /ID\s+PID\s+GEN\s+STATE\s+UPTIME\s+SERVED\s+IN FLIGHT\s+UPGRADED/);
 });
 
 test('baton check: exit 0 on a good file, 78 listing every invalid key, without touching anything', async (t) => {

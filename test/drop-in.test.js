@@ -5,7 +5,7 @@
 // factory apps holds: zero-drop reloads, the new config, ordered shutdown.
 import test from 'ava';
 import { join } from 'node:path';
-import { FIXTURES, pollUntil, startBaton } from './helpers/baton.js';
+import { FIXTURES, ROOT, pollUntil, startBaton } from './helpers/baton.js';
 import { get, startLoad, waitInFlight } from './helpers/http.js';
 
 const APPS = join(FIXTURES, 'apps');
@@ -129,4 +129,29 @@ test('an unchanged app\'s own server.close() drains that worker, its callback ru
   t.true(await pollUntil(async () => JSON.parse((await get(baton.port, '/healthz')).body).pid !== before.pid, 5000));
   t.is((await get(baton.port, '/')).body, 'hello from http\n');
   t.falsy(baton.logs.find((l) => l.msg === 'worker exited unexpectedly'));
+});
+
+test('the app as an argument: `node dist/primary.js ./server.mjs` and `baton start ./server.mjs`, relative to the working directory; `baton check ./server.mjs`', async (t) => {
+  const { execFile } = await import('node:child_process');
+  const files = { 'server.mjs': "import http from 'node:http';\nhttp.createServer((req, res) => res.end(`${process.env.GREETING} from http\\n`)).listen(process.env.PORT);\n" };
+  const primary = await startBaton({ t, env: { GREETING: 'positional' }, args: ['./server.mjs'], files });
+  t.is((await get(primary.port, '/')).body, 'positional from http\n');
+  t.is(/** @type {any} */ ((await primary.waitForLog('config loaded')).sources).APP_MODULE, 'flag');
+  const viaCli = await startBaton({ t, env: { GREETING: 'cli' }, args: ['./server.mjs'], files, viaCli: true });
+  t.is((await get(viaCli.port, '/')).body, 'cli from http\n');
+
+  /** @param {string[]} args @returns {Promise<{ code: number, stdout: string, stderr: string }>} */
+  const run = (args) => new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'dist', 'cli.js'), ...args], { cwd: primary.dir, env: { PATH: process.env.PATH ?? '' } },
+      (err, stdout, stderr) => resolve({ code: err ? /** @type {any} */ (err).code : 0, stdout, stderr }));
+  });
+  const ok = await run(['check', './server.mjs']);
+  t.is(ok.code, 0, ok.stderr);
+  t.regex(ok.stdout, /app \.\/server\.mjs/);
+  const missing = await run(['check', './nope.mjs']);
+  t.is(missing.code, 78);
+  t.regex(missing.stderr, /APP_MODULE \.\/nope\.mjs: no such file/);
+  const two = await run(['start', 'a.mjs', 'b.mjs']);
+  t.is(two.code, 2);
+  t.regex(two.stderr, /one app module at most/);
 });

@@ -3,7 +3,7 @@
 // Pool), a loop opening a new connection per request, and a slow request in
 // flight across the reload. The reload must visibly change what GET / says.
 //
-// Each example's dependencies (express@5, fastify@5) are installed into
+// Each example's dependencies (express@5, fastify@5, ws@8) are installed into
 // examples/<name>/node_modules on first run (npm install, no lockfile).
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -21,9 +21,11 @@ const SLOW_MS = 1500;
 /** Upper bound for the whole load phase: the load loops always end by then. */
 const LOAD_DEADLINE_MS = 12_000;
 
+// Two drop-in apps (they call listen() themselves) and one factory app.
 const EXAMPLES = [
-  { name: 'express', framework: 'express', key: 'MESSAGE' },
-  { name: 'fastify', framework: 'fastify', key: 'GREETING' },
+  { name: 'express', framework: 'express', key: 'GREETING', tag: 'express' },
+  { name: 'fastify', framework: 'fastify', key: 'GREETING', tag: 'fastify' },
+  { name: 'express-factory', framework: 'express', key: 'MESSAGE', tag: 'express' },
 ];
 
 /** Installs an example's dependencies unless they are already there. */
@@ -146,7 +148,7 @@ for (const example of EXAMPLES) {
     const first = await getOnce(origin, '/');
     t.is(first.status, 200);
     t.true(first.body.includes(before), first.body);
-    t.true(first.body.includes(`(${example.name}, generation 1`), first.body);
+    t.true(first.body.includes(`(${example.tag}, generation 1`), first.body);
     const health = await getOnce(origin, '/healthz');
     t.is(health.status, 200, 'the worker answers the health path itself');
     t.is(JSON.parse(health.body).generation, 1);
@@ -207,3 +209,27 @@ for (const example of EXAMPLES) {
     await until(() => baton.groupPids().length === 0, 5000, () => `process group to be empty: ${baton.groupPids()}`);
   });
 }
+
+test.serial('websocket example: a client is told to go with 1012 on a reload and reconnects to the new generation', async (t) => {
+  t.timeout(180_000, 'installing the example');
+  const dir = join(ROOT, 'examples', 'websocket');
+  await ensureDeps(dir, 'ws');
+  const { default: WebSocket } = await import('ws');
+  const sample = dotenv.parse(readFileSync(join(dir, '.env.example'), 'utf8'));
+  const baton = await startBaton({ t, env: { ...sample, APP_MODULE: join(dir, 'app.js'), PORT: '0', HOST: '127.0.0.1', WORKERS: '2', GREETING: 'first', DRAIN_SPREAD_UPGRADED_MS: '200' } });
+  /** @returns {Promise<{ ws: import('ws').WebSocket, hello: string, closed: Promise<number> }>} */
+  const open = () => new Promise((resolve, reject) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${baton.port}/`);
+    const closed = new Promise((r) => ws.once('close', (code) => r(code)));
+    ws.once('message', (data) => resolve({ ws, hello: String(data), closed: /** @type {Promise<number>} */ (closed) }));
+    ws.once('error', reject);
+  });
+  const first = await open();
+  t.is(first.hello, 'first (generation 1)');
+  baton.writeEnv({ GREETING: 'second' });
+  t.is((await baton.reload()).msg, 'reload complete');
+  t.is(await first.closed, 1012, 'Service Restart, sent by the app');
+  const second = await open();
+  t.is(second.hello, 'second (generation 2)');
+  second.ws.close();
+});

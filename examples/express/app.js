@@ -1,35 +1,34 @@
-// An Express 5 app served by baton.
+// An Express 5 app, written as it would be without baton: it calls
+// app.listen() itself. Under baton that listen is captured (the primary owns
+// the port) and this server is fed the connections; nothing here is
+// baton-specific, and `node app.js` runs it alone just the same.
 //
-// baton imports this module in every worker and calls createApp(ctx) once per
-// worker. The Express app is itself a (req, res) request listener, so it can
-// be returned as the handler directly: baton owns the listening socket,
-// keep-alive and draining; Express only routes.
-//
-// Run it:  cp .env.example .env && npm start   (or just `npm start`)
-// Reload:  edit MESSAGE in .env, then `kill -HUP <primary pid>` (or `npx baton reload`)
+// Run it:  npm start            (creates .env from .env.example on first run)
+// Reload:  edit GREETING in .env, then `npx baton reload` (or kill -HUP <primary pid>)
 import express from 'express';
 
-/** @type {import('baton').AppFactory} */
-export function createApp({ config, generation, workerId, log }) {
-  const app = express();
-  app.disable('x-powered-by');
+const app = express();
+app.disable('x-powered-by');
 
-  // MESSAGE is one of baton's own keys (config.message); a reload with a new
-  // .env changes it.
-  app.get('/', (req, res) => {
-    res.type('text/plain').send(`${config.message} (express, generation ${generation}, worker ${workerId})\n`);
-  });
+// GREETING is the app's own setting: baton passes .env's keys it does not
+// know to the app in process.env, and a reload brings the new values.
+const greeting = process.env.GREETING ?? 'Hello from Express';
+// Set by baton in each worker (absent when run alone).
+const generation = process.env.BATON_GENERATION ?? '-';
 
-  // A deliberately slow endpoint: a reload or shutdown lets it finish.
-  app.get('/slow', async (req, res) => {
-    const ms = clampMs(req.query.ms);
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    res.type('text/plain').send(`slept ${ms} ms (generation ${generation})\n`);
-  });
+app.get('/', (req, res) => {
+  res.type('text/plain').send(`${greeting} (express, generation ${generation}, pid ${process.pid})\n`);
+});
 
-  log.info(`express app ready (generation ${generation}, worker ${workerId})`);
-  return app;
-}
+// A deliberately slow endpoint: a reload or shutdown lets it finish.
+app.get('/slow', async (req, res) => {
+  const ms = clampMs(req.query.ms);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  res.type('text/plain').send(`slept ${ms} ms (generation ${generation})\n`);
+});
+
+const port = Number(process.env.PORT ?? 3000);
+app.listen(port, () => console.log(`express app listening on port ${port}`));
 
 function clampMs(value) {
   const ms = Number.parseInt(String(value ?? '1000'), 10);

@@ -1,59 +1,41 @@
-// A Fastify 5 app served by baton.
+// A Fastify 5 app, written as it would be without baton: it calls
+// `await app.listen()` itself, on Fastify's default host. Under baton that
+// listen is captured (the primary owns the port) and Fastify's server is fed
+// the connections; `node app.js` runs it alone just the same.
 //
-// baton owns the listening socket, so Fastify never calls listen(). Instead
-// `serverFactory` hands us Fastify's internal (req, res) handler; we give
-// Fastify back an http.Server that never listens (Fastify only needs an object
-// to hang itself on). After `await app.ready()` every plugin and route is
-// loaded, and baton reports the worker ready once createApp resolves.
-//
-// Run it:  npm start               (creates .env from .env.example on first run)
-// Reload:  edit GREETING in .env, then `kill -HUP <primary pid>` (or `npx baton reload`)
-import http from 'node:http';
+// Run it:  npm start            (creates .env from .env.example on first run)
+// Reload:  edit GREETING in .env, then `npx baton reload` (or kill -HUP <primary pid>)
 import Fastify from 'fastify';
 
-/** @type {import('baton').AppFactory} */
-export async function createApp({ config, generation, workerId, log }) {
-  // GREETING is not a baton key: it is the app's own setting from .env,
-  // found in config.env (and in process.env of the worker).
-  const greeting = config.env.GREETING ?? config.message;
+// GREETING is the app's own setting, from .env through process.env.
+const greeting = process.env.GREETING ?? 'Hello from Fastify';
+// Set by baton in each worker (absent when run alone).
+const generation = process.env.BATON_GENERATION ?? '-';
 
-  /** @type {import('node:http').RequestListener | undefined} */
-  let handler;
-  const app = Fastify({
-    logger: false,
-    serverFactory(fastifyHandler) {
-      handler = fastifyHandler;
-      return http.createServer(); // never listens: baton's worker owns the socket
-    },
-    // Draining is baton's job: it calls close() only once this worker's
-    // in-flight requests are done. Fastify's own drain behaviour (answer 503
-    // to requests that arrive while closing) could only turn a keep-alive
-    // straggler into an error, so it is switched off.
-    return503OnClosing: false,
-  });
+const app = Fastify({ logger: false });
 
-  app.get('/', async (request, reply) => {
-    reply.type('text/plain');
-    return `${greeting} (fastify, generation ${generation}, worker ${workerId})\n`;
-  });
+app.get('/', async (request, reply) => {
+  reply.type('text/plain');
+  return `${greeting} (fastify, generation ${generation}, pid ${process.pid})\n`;
+});
 
-  // A deliberately slow endpoint: a reload or shutdown lets it finish.
-  app.get('/slow', async (request, reply) => {
-    const ms = clampMs(request.query.ms);
-    await new Promise((resolve) => setTimeout(resolve, ms));
-    reply.type('text/plain');
-    return `slept ${ms} ms (generation ${generation})\n`;
-  });
+// A deliberately slow endpoint: a reload or shutdown lets it finish.
+app.get('/slow', async (request, reply) => {
+  const ms = clampMs(request.query.ms);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  reply.type('text/plain');
+  return `slept ${ms} ms (generation ${generation})\n`;
+});
 
-  await app.ready();
-  if (!handler) throw new Error('fastify did not call serverFactory');
+await app.listen({ port: Number(process.env.PORT ?? 3000) });
 
-  log.info(`fastify app ready (generation ${generation}, worker ${workerId})`);
-  // close() runs once this worker's in-flight requests are done (after a
-  // reload or on shutdown): it runs Fastify's onClose hooks, where plugins
-  // close their pools (e.g. @fastify/postgres).
-  return { handler, close: () => app.close() };
-}
+// The usual shutdown hook: close Fastify (its onClose hooks close plugins'
+// pools). Under baton it does not run when the signal arrives (the worker
+// would stop mid-request) but once this worker has drained.
+process.on('SIGTERM', async () => {
+  await app.close();
+  process.exit(0);
+});
 
 function clampMs(value) {
   const ms = Number.parseInt(String(value ?? '1000'), 10);

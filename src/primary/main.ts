@@ -14,9 +14,12 @@ import { SystemdNotifier } from './notify.js';
 import { EXIT, realClock, Supervisor, type ReloadOutcome } from './supervisor.js';
 import { clusterSpawner } from './worker-handle.js';
 
-export const USAGE = `Usage: node dist/primary.js [options]
+export const USAGE = `Usage: node dist/primary.js [options] [APP]
+
+APP: the app module to serve, the short form of --app (APP_MODULE).
 
 Options (each overrides the environment and the .env file):
+  --app PATH        APP_MODULE: the app module (relative to APP_DIR)
   --port N          PORT: TCP port to listen on (0 = a free port)
   --host ADDR       HOST: address to listen on
   --workers N       WORKERS: worker processes per generation
@@ -33,11 +36,12 @@ interface Args {
 }
 
 export function parsePrimaryArgs(argv: readonly string[]): Args {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: [...argv],
     strict: true,
-    allowPositionals: false,
+    allowPositionals: true,
     options: {
+      app: { type: 'string' },
       port: { type: 'string' },
       host: { type: 'string' },
       workers: { type: 'string' },
@@ -45,7 +49,11 @@ export function parsePrimaryArgs(argv: readonly string[]): Args {
       help: { type: 'boolean', short: 'h' },
     },
   });
+  if (positionals.length > 1) throw new Error(`one app module at most, got ${positionals.length}: ${positionals.join(' ')}`);
+  if (positionals.length === 1 && values.app !== undefined) throw new Error('give the app either as --app or as an argument, not both');
   const flags: Partial<Record<ConfigKey, string>> = {};
+  const app = values.app ?? positionals[0];
+  if (app !== undefined) flags.APP_MODULE = app;
   if (values.port !== undefined) flags.PORT = values.port;
   if (values.host !== undefined) flags.HOST = values.host;
   if (values.workers !== undefined) flags.WORKERS = values.workers;

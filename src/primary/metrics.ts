@@ -40,6 +40,13 @@ export class PrimaryMetrics implements SupervisorObserver {
       },
     });
     new Gauge({ name: 'baton_http_requests_in_flight', help: 'Requests in flight in all workers (as of their last report, at most 1 s old).', registers: [this.registry], collect() { this.set(source.workers().reduce((n, w) => n + w.stats.inFlight, 0)); } });
+    new Gauge({
+      name: 'baton_connections_upgraded', help: 'Upgraded (WebSocket) connections each live worker holds (as of its last report).', labelNames: ['worker', 'generation'] as const, registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const w of source.workers()) this.set({ worker: String(w.id), generation: String(w.gen.id) }, w.stats.upgraded);
+      },
+    });
     new Gauge({ name: 'baton_connections_waiting', help: 'Accepted connections waiting for a ready worker.', registers: [this.registry], collect() { this.set(source.waitingConnections()); } });
   }
 

@@ -539,7 +539,7 @@ export class Supervisor {
       // Live workers are never 'exited'.
       state: w.state === 'booting' ? 'starting' : w.state as 'ready' | 'draining',
       uptimeMs: Math.round(now - w.startedAt),
-      served: w.stats.served, inFlight: w.stats.inFlight,
+      served: w.stats.served, inFlight: w.stats.inFlight, upgraded: w.stats.upgraded,
     }));
     return {
       pid: process.pid,

@@ -91,6 +91,8 @@ export async function runWorker(): Promise<void> {
     process.env.PORT = String(tcp.port);
     process.env.HOST = tcp.host;
   }
+  process.env.BATON_GENERATION = String(generation);
+  process.env.BATON_WORKER_ID = String(workerId);
 
   let host: ServerHost | undefined;
   const tracker = new ConnectionTracker({

@@ -32,6 +32,8 @@ export function envText(values) {
  *   noEnvFile?: boolean,
  *   processEnv?: Record<string, string>, // the real environment (besides PATH)
  *   args?: string[],
+ *   files?: Record<string, string>,   // written into the primary's directory before it starts
+ *   viaCli?: boolean,                 // `baton start ...args` instead of `node dist/primary.js ...args`
  *   waitReady?: boolean,
  *   t?: { teardown(fn: () => unknown): void },
  * }} [options]
@@ -43,9 +45,11 @@ export async function startBaton(options = {}) {
   let envValues = { ...TEST_ENV, ...options.env };
   if (options.rawEnvFile !== undefined) writeFileSync(envPath, options.rawEnvFile);
   else if (!options.noEnvFile) writeFileSync(envPath, envText(envValues));
+  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), text);
 
   // A clean environment: a PORT set where the tests run must not win over the test's .env.
-  const child = spawn(process.execPath, [PRIMARY, ...(options.args ?? [])], {
+  const entry = options.viaCli ? [join(ROOT, 'dist', 'cli.js'), 'start'] : [PRIMARY];
+  const child = spawn(process.execPath, [...entry, ...(options.args ?? [])], {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.processEnv },
     detached: true, // its own process group: teardown kills the whole group
