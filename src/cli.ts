@@ -9,6 +9,7 @@ import dotenv from 'dotenv';
 import { DEFAULT_ENV_FILE, KEYS, loadConfig, type ConfigError } from './config.js';
 import { NoPrimaryError, sendRequest, type ControlRequest, type ControlResponse, type StatusSnapshot } from './control.js';
 import { runPrimary } from './primary/main.js';
+import { withTls } from './tls-material.js';
 import { EXIT } from './primary/supervisor.js';
 
 /** The CLI's own exit codes, on top of the primary's (README table). */
@@ -181,7 +182,7 @@ async function main(argv: readonly string[]): Promise<void> {
       case 'check': {
         if (positionals.length > 1) throw new UsageError('check takes one app module at most');
         const envFile = values['env-file'] ?? process.env.ENV_FILE ?? DEFAULT_ENV_FILE;
-        const result = loadConfig({ envFile, environment: process.env, flags: positionals[0] === undefined ? {} : { APP_MODULE: positionals[0] } });
+        const result = withTls(loadConfig({ envFile, environment: process.env, flags: positionals[0] === undefined ? {} : { APP_MODULE: positionals[0] } }), process.cwd());
         if (!result.ok) {
           process.stderr.write(`baton: invalid config in ${result.envFile}:\n`);
           printErrors(result.errors);
@@ -192,8 +193,11 @@ async function main(argv: readonly string[]): Promise<void> {
           process.stderr.write(`baton: invalid config in ${result.loaded.envFile}:\n  APP_MODULE ${c.appModule}: no such file\n`);
           process.exit(CLI_EXIT.config);
         }
+        const tls = result.loaded.tls;
         process.stdout.write(`config OK: ${result.loaded.envFile}${result.loaded.fileFound ? '' : ' (not found: defaults and environment)'}\n`
-          + `  listen ${c.host}:${c.port}, ${c.workers} workers, app ${c.appModule || '(demo)'}, ${Object.keys(c.env).length} app keys\n`);
+          + `  listen ${c.host}:${c.port}, ${c.workers} workers, app ${c.appModule || '(demo)'}, ${Object.keys(c.env).length} app keys\n`
+          + (tls ? `  TLS: ${tls.subject}, serial ${tls.serialNumber}, valid until ${tls.validTo.toISOString()}${c.http2 ? ', HTTP/2 on' : ''}\n` : ''));
+        for (const warning of result.loaded.warnings ?? []) process.stderr.write(`baton: warning: ${warning}\n`);
         process.exit(CLI_EXIT.ok);
       }
       default:

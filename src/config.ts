@@ -9,6 +9,8 @@ import dotenv from 'dotenv';
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
 /** The validated, frozen settings every worker of one generation shares. */
@@ -34,6 +36,12 @@ export interface Config {
   /** undefined: no metrics endpoint. */
   readonly metricsPort: number | undefined;
   readonly metricsHost: string;
+  /** Both set: every TCP listener speaks TLS (the PEM files; their contents are read by the primary). */
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
+  readonly tlsMinVersion: TlsVersion;
+  readonly http2: boolean;
+  readonly tlsTicketRotateMs: number;
   /** Keys baton does not know: the app's own settings (e.g. DATABASE_URL). */
   readonly env: Readonly<Record<string, string>>;
 }
@@ -80,6 +88,24 @@ export const MAX_SOCKET_PATH = 107;
 function socketPath(raw: string): string {
   const v = nonEmpty(raw);
   if (Buffer.byteLength(v) > MAX_SOCKET_PATH) throw new Error(`must be at most ${MAX_SOCKET_PATH} bytes (a Unix socket path limit), got ${Buffer.byteLength(v)}; use a shorter or relative path`);
+  return v;
+}
+
+/** The one boolean parser, for every boolean key. */
+export function boolean(raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (['1', 'true', 'on', 'yes'].includes(v)) return true;
+  if (['0', 'false', 'off', 'no', ''].includes(v)) return false;
+  throw new Error(`must be a boolean (1/0, true/false, on/off, yes/no), got ${JSON.stringify(raw)}`);
+}
+
+function optionalPath(raw: string): string | undefined {
+  return raw.trim() === '' ? undefined : raw.trim();
+}
+
+function tlsVersion(raw: string): TlsVersion {
+  const v = TLS_VERSIONS.find((t) => t.toLowerCase() === raw.trim().toLowerCase());
+  if (!v) throw new Error(`must be one of ${TLS_VERSIONS.join(', ')}, got ${JSON.stringify(raw)}`);
   return v;
 }
 
@@ -173,6 +199,26 @@ export const KEYS = {
     field: 'metricsHost', default: () => '127.0.0.1', reloadable: false, parse: nonEmpty,
     doc: 'Address of the metrics endpoint (loopback unless you open it).',
   },
+  TLS_CERT_FILE: {
+    field: 'tlsCertFile', default: () => '', reloadable: true, parse: optionalPath,
+    doc: 'PEM certificate (the leaf, then its chain); with TLS_KEY_FILE, every TCP listener speaks HTTPS. Re-read and validated on every reload (rotation); turning TLS on or off needs a restart.',
+  },
+  TLS_KEY_FILE: {
+    field: 'tlsKeyFile', default: () => '', reloadable: true, parse: optionalPath,
+    doc: 'PEM private key of TLS_CERT_FILE. Read by the primary only; never logged.',
+  },
+  TLS_MIN_VERSION: {
+    field: 'tlsMinVersion', default: () => 'TLSv1.2', reloadable: true, parse: tlsVersion,
+    doc: `Lowest TLS version accepted: ${TLS_VERSIONS.join(' or ')}.`,
+  },
+  HTTP2: {
+    field: 'http2', default: () => 'off', reloadable: true, parse: boolean,
+    doc: 'With TLS: offer HTTP/2 (ALPN h2, falling back to http/1.1). Off by default: not every framework answers over Node\'s HTTP/2 compatibility API (Express 5 does not).',
+  },
+  TLS_TICKET_ROTATE_MS: {
+    field: 'tlsTicketRotateMs', default: () => '43200000', reloadable: true, parse: integer(60_000, 7 * 24 * 3_600_000),
+    doc: 'How often the primary replaces the TLS session-ticket keys it shares with every worker (sessions resume across workers and reloads); a rotation makes outstanding tickets fall back to a full handshake.',
+  },
 } as const satisfies Record<string, KeySpec>;
 
 export type ConfigKey = keyof typeof KEYS;
@@ -196,6 +242,10 @@ export interface LoadedConfig {
   readonly fileValues: Readonly<Record<string, string>>;
   readonly envFile: string;
   readonly fileFound: boolean;
+  /** The certificate and key this config names, read and checked (tls-material.ts); never logged. */
+  readonly tls?: import('./tls-material.js').TlsMaterial | undefined;
+  /** Things worth saying about it (a certificate about to expire). */
+  readonly warnings?: readonly string[];
 }
 
 export type LoadResult =
@@ -255,6 +305,14 @@ export function loadConfig(options: LoadOptions): LoadResult {
       const where = sources[key] === 'file' ? envFile : sources[key];
       errors.push({ key, message: `${key} (from ${where}) ${(err as Error).message}` });
     }
+  }
+  // Keys that only make sense together.
+  if (errors.length === 0) {
+    const cert = values.tlsCertFile;
+    const key = values.tlsKeyFile;
+    if (cert !== undefined && key === undefined) errors.push({ key: 'TLS_KEY_FILE', message: 'TLS_KEY_FILE is missing: TLS_CERT_FILE is set, and TLS needs both' });
+    if (key !== undefined && cert === undefined) errors.push({ key: 'TLS_CERT_FILE', message: 'TLS_CERT_FILE is missing: TLS_KEY_FILE is set, and TLS needs both' });
+    if (values.http2 === true && cert === undefined) errors.push({ key: 'HTTP2', message: 'HTTP2 needs TLS (TLS_CERT_FILE and TLS_KEY_FILE): browsers speak HTTP/2 over TLS only' });
   }
   if (errors.length > 0) return { ok: false, errors, envFile };
 
@@ -336,7 +394,8 @@ export function redacted(config: Config): Record<string, unknown> {
 export function describeConfig(loaded: LoadedConfig): string {
   const set = CONFIG_KEYS.filter((k) => loaded.sources[k] !== 'default').map((k) => {
     const value = String(loaded.config[KEYS[k].field] ?? '');
-    const shown = isSecretKey(k) ? '[redacted]' : /^[\w./:@-]*$/.test(value) ? value : JSON.stringify(value);
+    // baton's own keys hold no secrets (TLS_KEY_FILE is a path; the key itself is never in the config).
+    const shown = /^[\w./:@-]*$/.test(value) ? value : JSON.stringify(value);
     return `${k}=${shown} (${loaded.sources[k]})`;
   });
   const appKeys = Object.keys(loaded.config.env);

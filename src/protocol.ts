@@ -21,7 +21,13 @@ export type PrimaryMessage =
     readonly output: { readonly format: 'json' | 'pretty'; readonly colors: boolean };
     /** Every address the primary listens on, in LISTEN order; `conn` messages index into it. */
     readonly listeners: readonly ListenerInfo[];
+    /** With TLS: the certificate chain and key the primary validated (PEM). Never logged. */
+    readonly tls?: { readonly cert: string; readonly key: string };
+    /** TLS session-ticket keys (48 bytes, base64), the same in every worker of every generation. */
+    readonly ticketKeys: string;
   }
+  /** New session-ticket keys (base64): the primary rotated them. */
+  | { readonly type: 'ticket-keys'; readonly keys: string }
   /** Comes with a socket handle: a client connection to serve, accepted on `listeners[listener]`. */
   | { readonly type: 'conn'; readonly id: number; readonly listener: number }
   /** Stop taking connections, finish in-flight requests, exit. */
@@ -83,7 +89,7 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
   switch (x.type) {
     case 'init':
       return typeof x.protocol === 'number' && typeof x.generation === 'number' && typeof x.workerId === 'number'
-        && typeof x.configVersion === 'number' && isObject(x.config) && isObject(x.output) && Array.isArray(x.listeners)
+        && typeof x.configVersion === 'number' && isObject(x.config) && isObject(x.output) && Array.isArray(x.listeners) && typeof x.ticketKeys === 'string'
         ? (x as unknown as PrimaryMessage) : undefined;
     case 'conn':
       return typeof x.id === 'number' && typeof x.listener === 'number' ? { type: 'conn', id: x.id, listener: x.listener } : undefined;
@@ -91,6 +97,8 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
       return x.reason === 'reload' || x.reason === 'shutdown' || x.reason === 'scale-down' ? { type: 'drain', reason: x.reason } : undefined;
     case 'unready':
       return { type: 'unready' };
+    case 'ticket-keys':
+      return typeof x.keys === 'string' ? { type: 'ticket-keys', keys: x.keys } : undefined;
     default:
       return undefined;
   }

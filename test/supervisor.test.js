@@ -60,6 +60,7 @@ function harness(env = {}, opts = {}) {
     stopAccepting: () => { stoppedAccepting++; },
     address: () => ({ host: '127.0.0.1', port: 1234 }),
     listeners: () => [{ kind: 'tcp', host: '127.0.0.1', port: 1234 }],
+    ticketKeys: () => 'a2V5cw==',
     log: pino({ level: 'debug', mixin: () => ({ generation: self?.generation }) }, sink),
     exit: (code) => { exits.push(code); },
     logOutput: () => ({ mode: 'sync', bufferedBytes: 0, droppedLines: 0 }),

@@ -11,6 +11,8 @@ import { ControlSocketInUse, startControlServer, type ControlHandler } from './c
 import { listen, type Listener } from './listener.js';
 import { PrimaryMetrics, serveMetrics } from './metrics.js';
 import { SystemdNotifier } from './notify.js';
+import { TicketKeys } from './ticket-keys.js';
+import { withTls } from '../tls-material.js';
 import { EXIT, realClock, Supervisor, type ReloadOutcome } from './supervisor.js';
 import { clusterSpawner } from './worker-handle.js';
 
@@ -76,7 +78,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   let supervisor: Supervisor | undefined;
   const environment = process.env;
   const envFile = args.envFile ?? environment.ENV_FILE ?? DEFAULT_ENV_FILE;
-  const load = () => loadConfig({ envFile, environment, flags: args.flags });
+  const load = () => withTls(loadConfig({ envFile, environment, flags: args.flags }), process.cwd());
   const first = load();
   const format = first.ok ? first.loaded.config.logFormat : LOG_FORMATS.find((f) => f === environment.LOG_FORMAT) ?? 'auto';
   const log = createLogger({ role: 'primary', level: 'info', format, generation: () => supervisor?.generation ?? 0 });
@@ -95,6 +97,8 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   // Machines get the whole snapshot.
   if (usesPrettyLogs(format)) log.info(`config loaded: ${describeConfig(loaded)}`);
   else log.info({ config: redacted(loaded.config), sources: loaded.sources }, 'config loaded');
+  for (const warning of loaded.warnings ?? []) log.warn(warning);
+  if (loaded.tls) log.info({ certFile: loaded.tls.certFile, subject: loaded.tls.subject, serialNumber: loaded.tls.serialNumber, validTo: loaded.tls.validTo, http2: loaded.config.http2 }, 'TLS on every TCP listener');
   const shadowed = shadowedKeys(loaded, environment);
   if (shadowed.length > 0) log.info({ keys: shadowed }, 'these .env keys are overridden by the environment or flags');
 
@@ -146,8 +150,11 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     generation: () => sup.generation,
     workers: () => sup.workers,
     waitingConnections: () => dispatcher.stats.waiting,
+    certificateExpiry: () => sup.tls?.validTo,
   });
   const notifier = SystemdNotifier.fromEnvironment(environment, log);
+  const ticketKeys = new TicketKeys();
+  cleanups.push(() => ticketKeys.stop());
   const sup: Supervisor = new Supervisor({
     spawner: clusterSpawner(fileURLToPath(new URL('../worker.js', import.meta.url))),
     clock: realClock,
@@ -157,6 +164,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     stopAccepting: () => listener.close(),
     address: () => listener.address,
     listeners: () => [{ kind: 'tcp', ...listener.address }],
+    ticketKeys: () => ticketKeys.base64,
     log,
     // Let systemd hear STOPPING=1 before the process is gone.
     exit: (code) => void (notifier?.flushed() ?? Promise.resolve()).then(() => exit(code)),
@@ -164,10 +172,19 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     output: outputStyle,
     observers: [metrics, notifier, {
       // The log level follows the serving config in the supervisor; the bound here.
-      reloadEnded: (o: ReloadOutcome) => { if (o.ok) setOutputBound(sup.config.logBufferBytes); },
+      reloadEnded: (o: ReloadOutcome) => {
+        if (!o.ok) return;
+        setOutputBound(sup.config.logBufferBytes);
+        rotateTicketKeys();
+      },
     }].filter((o) => o !== undefined),
   }, loaded);
   supervisor = sup;
+  const rotateTicketKeys = (): void => ticketKeys.schedule(sup.config.tlsTicketRotateMs, (keys) => {
+    log.info({ everyMs: sup.config.tlsTicketRotateMs }, 'TLS session-ticket keys rotated');
+    sup.broadcast({ type: 'ticket-keys', keys });
+  });
+  rotateTicketKeys();
 
   let metricsAddress: { host: string; port: number } | null = null;
   if (metrics) {

@@ -13,6 +13,8 @@ export interface MetricsSource {
   generation(): number;
   workers(): readonly WorkerHandle[];
   waitingConnections(): number;
+  /** When the serving certificate expires (TLS on), for an alert well before it does. */
+  certificateExpiry(): Date | undefined;
 }
 
 export class PrimaryMetrics implements SupervisorObserver {
@@ -45,6 +47,14 @@ export class PrimaryMetrics implements SupervisorObserver {
       collect() {
         this.reset();
         for (const w of source.workers()) this.set({ worker: String(w.id), generation: String(w.gen.id) }, w.stats.upgraded);
+      },
+    });
+    new Gauge({
+      name: 'baton_tls_certificate_expiry_seconds', help: 'When the serving TLS certificate expires (Unix time, seconds); absent without TLS.', registers: [this.registry],
+      collect() {
+        this.reset();
+        const at = source.certificateExpiry();
+        if (at) this.set(Math.floor(at.getTime() / 1000));
       },
     });
     new Gauge({ name: 'baton_connections_waiting', help: 'Accepted connections waiting for a ready worker.', registers: [this.registry], collect() { this.set(source.waitingConnections()); } });

@@ -15,7 +15,7 @@ import { availableParallelism } from 'node:os';
 import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult, type LogFormat } from '../config.js';
 import type { Logger } from '../log.js';
 import type { ReloadRecord, StatusSnapshot, WorkerStatus } from '../control.js';
-import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type ListenerInfo, type WorkerMessage } from '../protocol.js';
+import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type ListenerInfo, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { Backoff } from './backoff.js';
 import type { Dispatcher } from './dispatcher.js';
 import { Generation } from './generation.js';
@@ -84,6 +84,8 @@ export interface SupervisorDeps {
   readonly address: () => { host: string; port: number };
   /** Every address the primary listens on (workers index into it). */
   readonly listeners: () => readonly ListenerInfo[];
+  /** The current TLS session-ticket keys (base64), for new workers. */
+  readonly ticketKeys: () => string;
   readonly log: Logger;
   readonly exit: (code: number) => void;
   readonly observers?: readonly SupervisorObserver[];
@@ -252,11 +254,17 @@ export class Supervisor {
       return this.endReload({ ok: false, kind: 'rejected', reason, errors: result.errors });
     }
     const diff = diffConfig(current.loaded, result.loaded, this.deps.environment);
+    if (Boolean(current.loaded.tls) !== Boolean(result.loaded.tls)) {
+      const reason = `turning TLS ${result.loaded.tls ? 'on' : 'off'} (TLS_CERT_FILE, TLS_KEY_FILE) changes what the listening port speaks; restart baton to apply it`;
+      log.error({ keys: ['TLS_CERT_FILE', 'TLS_KEY_FILE'] }, `reload rejected: ${reason}`);
+      return this.endReload({ ok: false, kind: 'rejected', reason });
+    }
     if (diff.restartOnly.length > 0) {
       const reason = `${diff.restartOnly.join(', ')} cannot change on reload (the listening socket is kept for the primary's life); restart baton to apply it`;
       log.error({ keys: diff.restartOnly }, `reload rejected: ${reason}`);
       return this.endReload({ ok: false, kind: 'rejected', reason });
     }
+    for (const warning of result.loaded.warnings ?? []) log.warn(warning);
     for (const key of diff.shadowed) {
       log.warn({ key }, `${key} changed in the .env file but the environment (or a flag) sets it: the file's value is ignored`);
     }
@@ -381,7 +389,14 @@ export class Supervisor {
           worker.proc.kill();
           return;
         }
-        worker.proc.send({ type: 'init', protocol: PROTOCOL_VERSION, generation: worker.gen.id, workerId: worker.id, configVersion: worker.gen.configVersion, config: worker.gen.config, output: this.deps.output(worker.gen.config.logFormat), listeners: this.deps.listeners() });
+        {
+          const tls = worker.gen.loaded.tls;
+          worker.proc.send({
+            type: 'init', protocol: PROTOCOL_VERSION, generation: worker.gen.id, workerId: worker.id, configVersion: worker.gen.configVersion, config: worker.gen.config,
+            output: this.deps.output(worker.gen.config.logFormat), listeners: this.deps.listeners(),
+            ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}), ticketKeys: this.deps.ticketKeys(),
+          });
+        }
         return;
       case 'fatal':
         worker.failure = msg.error.message;
@@ -529,6 +544,16 @@ export class Supervisor {
       else this.drain(w, 'scale-down');
     }
     if (gen === this.next && gen.ready().length >= gen.size) this.promote(gen);
+  }
+
+  /** Sends `msg` to every live worker (ticket-key rotation). */
+  broadcast(msg: PrimaryMessage): void {
+    for (const w of this.live) if (w.state !== 'exited') w.proc.send(msg);
+  }
+
+  /** The serving generation's TLS material, for metrics (cert expiry). */
+  get tls(): LoadedConfig['tls'] {
+    return this.current?.loaded.tls ?? this.loaded.tls;
   }
 
   /** A read-only snapshot for `baton status`. */

@@ -28,6 +28,12 @@ export class WorkerMetrics {
   private readonly buckets = new Array<number>(DURATION_BUCKETS.length + 1).fill(0);
   private sum = 0;
   private count = 0;
+  private tlsFailures = 0;
+
+  /** A TLS handshake failed (a client that does not trust the certificate, speaks another protocol, or gives up). */
+  tlsHandshakeFailed(): void {
+    this.tlsFailures++;
+  }
 
   /** A response ended: its status code (0: the client left first), duration and protocol. */
   record(status: number, seconds: number, protocol: (typeof PROTOCOLS)[number] = 'http/1.1'): void {
@@ -61,6 +67,12 @@ export class WorkerMetrics {
           { labels: {}, value: this.sum, metricName: 'baton_http_request_duration_seconds_sum' },
           { labels: {}, value: this.count, metricName: 'baton_http_request_duration_seconds_count' },
         ],
+      },
+      {
+        name: 'baton_tls_handshake_failures_total',
+        help: 'TLS handshakes that failed (the client rejected the certificate, spoke another protocol, or left).',
+        type: 'counter', aggregator: 'sum',
+        values: [{ labels: {}, value: this.tlsFailures }],
       },
     ];
   }

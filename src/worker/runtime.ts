@@ -148,10 +148,17 @@ export async function runWorker(): Promise<void> {
   // request (METRICS_PORT cannot change on a reload, so all workers agree).
   const metrics = new WorkerMetrics();
   let unready = false;
-  host = new ServerHost(server, app ? 'factory' : 'captured', {
-    listeners, tracker,
-    gate: probes(tracker, init, () => unready, config.metricsPort === undefined ? undefined : metrics),
-  });
+  try {
+    host = new ServerHost(server, app ? 'factory' : 'captured', {
+      listeners, tracker,
+      gate: probes(tracker, init, () => unready, config.metricsPort === undefined ? undefined : metrics),
+      tls: init.tls ? { cert: init.tls.cert, key: init.tls.key, minVersion: config.tlsMinVersion, http2: config.http2 } : undefined,
+      ticketKeys: Buffer.from(init.ticketKeys, 'base64'),
+      tlsFailed: () => metrics.tlsHandshakeFailed(),
+    });
+  } catch (err) {
+    return die(err, logger);
+  }
   if (!app && heldSignalHandlers() > 0) logger.debug({ handlers: heldSignalHandlers() }, 'the app\'s own SIGINT/SIGTERM handlers are held: they run once this worker has drained');
   serve(host, { init, app, tracker, metrics, log: logger, appClosing, setAppClose: (fn) => { onAppClose = fn; }, setUnready: () => { unready = true; } });
 }
@@ -282,6 +289,9 @@ function serve(host: ServerHost, s: Serving): void {
       case 'unready':
         s.setUnready();
         return;
+      case 'ticket-keys':
+        host.setTicketKeys(Buffer.from(msg.keys, 'base64'));
+        return;
       case 'drain':
         if (msg.reason === 'shutdown') s.setUnready();
         drain(msg.reason);
@@ -295,7 +305,7 @@ function serve(host: ServerHost, s: Serving): void {
     // Compile the HTTP path before clients arrive (see warm-up.ts).
     const warmStart = performance.now();
     try {
-      await warmUp(host.server, config.healthPath);
+      await warmUp(host.tcpEntry, config.healthPath);
       log.debug({ ms: Math.round(performance.now() - warmStart) }, 'warmed up');
     } catch (err) {
       log.warn({ err: serializeError(err) }, 'warm-up failed; serving without it');

@@ -6,8 +6,9 @@
 // Whatever the server, the request gate (probes, connection tracking) sits
 // in front of it, so drain semantics are written once (drain.ts).
 import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
 import type { Socket } from 'node:net';
-import { Server as TlsServer } from 'node:tls';
+import { createServer as createTlsServer, Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { ListenerInfo } from '../protocol.js';
 import type { RequestListener } from './app-host.js';
 import { TrackedResponse, type ConnectionTracker } from './drain.js';
@@ -59,30 +60,105 @@ function speaks(server: Server): 'h1' | 'h2' {
   return name === 'Http2Server' || name === 'Http2SecureServer' ? 'h2' : 'h1';
 }
 
+export interface TlsSettings {
+  readonly cert: string;
+  readonly key: string;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly http2: boolean;
+}
+
 export interface HostOptions {
   readonly listeners: readonly ListenerInfo[];
   readonly tracker: ConnectionTracker;
   readonly gate: Omit<GateOptions, 'tracker'>;
+  /** TLS for TCP listeners (Unix sockets stay plain: a local proxy sits in front of those). */
+  readonly tls: TlsSettings | undefined;
+  /** The session-ticket keys every worker shares (for baton's TLS, or the app's own TLS server). */
+  readonly ticketKeys: Buffer;
+  /** A TLS handshake failed (a metric). */
+  readonly tlsFailed: () => void;
+}
+
+/**
+ * TLS is terminated here, in the worker: a TLS socket cannot move between
+ * processes, so the primary hands over raw TCP sockets before any byte is
+ * read. A TLS server that never listens takes them; after the handshake,
+ * ALPN decides: HTTP/1.1 connections go to the HTTP/1 server (baton's or
+ * the app's own, which so keeps its settings and its WebSockets), HTTP/2 ones
+ * to baton's HTTP/2 server, which passes requests to the same app.
+ */
+class TlsTransport {
+  readonly terminator: TlsServer;
+  readonly h2: Http2Server | undefined;
+
+  constructor(settings: TlsSettings, ticketKeys: Buffer, h1: Server, gate: GateOptions, tlsFailed: () => void) {
+    this.terminator = createTlsServer({
+      cert: settings.cert, key: settings.key, minVersion: settings.minVersion, ticketKeys,
+      ALPNProtocols: settings.http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
+    });
+    this.terminator.on('tlsClientError', () => tlsFailed());
+    if (settings.http2) {
+      const h2 = createHttp2Server();
+      installGate(h2, 'h2', false, gate);
+      // The app's request listeners, as its HTTP/1 server has them (a
+      // framework may have wrapped them: socket.io does).
+      h2.on('request', (req, res) => {
+        for (const listener of h1.listeners('request')) (listener as (...a: unknown[]) => void).call(h1, req, res);
+      });
+      h2.on('sessionError', () => { /* the session is destroyed; the tracker sees it close */ });
+      this.h2 = h2;
+    }
+    this.terminator.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'h2' && this.h2) this.h2.emit('connection', socket);
+      else h1.emit('connection', socket);
+    });
+  }
 }
 
 export class ServerHost {
   /** The keep-alive timeout its HTTP/1 server advertises: how long a drain keeps an idle socket. */
   readonly keepAliveTimeoutMs: () => number;
+  private readonly transport: TlsTransport | undefined;
 
   constructor(readonly server: Server, readonly kind: 'factory' | 'captured', private readonly options: HostOptions) {
     if (kind === 'captured') adoptResponseClass(server);
-    installGate(server, speaks(server), server instanceof TlsServer, { ...options.gate, tracker: options.tracker });
+    const gate = { ...options.gate, tracker: options.tracker };
+    installGate(server, speaks(server), server instanceof TlsServer, gate);
     this.keepAliveTimeoutMs = () => server.keepAliveTimeout ?? 5000;
+    if (options.tls) {
+      if (server instanceof TlsServer) {
+        throw new Error('the app listens with its own TLS server (https/http2.createSecureServer) while TLS_CERT_FILE and TLS_KEY_FILE are set: terminate TLS in one place, baton (give the app a plain http server) or the app (unset the TLS keys)');
+      }
+      this.transport = new TlsTransport(options.tls, options.ticketKeys, server, gate, options.tlsFailed);
+    } else if (server instanceof TlsServer) {
+      // The app terminates TLS itself: its sessions resume across workers too.
+      server.setTicketKeys(options.ticketKeys);
+      server.on('tlsClientError', () => options.tlsFailed());
+    }
   }
 
-  /** Whether the server terminates TLS itself (an app's own https server). */
+  /** Whether the app's own server terminates TLS (then it gets the shared ticket keys). */
   get ownTls(): boolean {
     return this.server instanceof TlsServer;
   }
 
+  /** What takes raw sockets from the primary on a TCP listener, for the warm-up. */
+  get tcpEntry(): { entry: NodeJS.EventEmitter; tls: boolean; http2: boolean } {
+    return this.transport
+      ? { entry: this.transport.terminator, tls: true, http2: this.transport.h2 !== undefined }
+      : { entry: this.server, tls: this.ownTls, http2: false };
+  }
+
+  /** Rotated TLS session-ticket keys: for baton's TLS, or the app's own TLS server. */
+  setTicketKeys(keys: Buffer): void {
+    if (this.transport) this.transport.terminator.setTicketKeys(keys);
+    else if (this.server instanceof TlsServer) this.server.setTicketKeys(keys);
+  }
+
   /** A connection from the primary, accepted on `listeners[listener]`. */
-  feed(socket: Socket, _listener: number): void {
+  feed(socket: Socket, listener: number): void {
     this.options.tracker.addRaw(socket);
-    this.server.emit('connection', socket);
+    if (this.transport && this.options.listeners[listener]?.kind === 'tcp') this.transport.terminator.emit('connection', socket);
+    else this.server.emit('connection', socket);
   }
 }

@@ -3,18 +3,21 @@
 // request either gets a 2xx answer or is counted as a failure by kind. (Load
 // tools like autocannon silently re-dial and lose requests from the count.)
 import http from 'node:http';
+import https from 'node:https';
 import { Pool } from 'undici';
 
 /**
- * One request on a new connection (like curl), Connection: close.
+ * One request on a new connection (like curl), Connection: close. With
+ * `ca`: over TLS, trusting that CA.
  * @param {number} port
  * @param {string} path
- * @param {{ timeoutMs?: number, method?: string }} [opts]
+ * @param {{ timeoutMs?: number, method?: string, ca?: string }} [opts]
  * @returns {Promise<{ status: number, headers: http.IncomingHttpHeaders, body: string }>}
  */
 export function get(port, path = '/', opts = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', agent: false }, (res) => {
+    const client = opts.ca ? https : http;
+    const req = client.request({ host: '127.0.0.1', port, path, method: opts.method ?? 'GET', agent: false, ...(opts.ca ? { ca: opts.ca, servername: 'localhost' } : {}) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => { body += c; });
@@ -41,11 +44,14 @@ export function failureKind(err) {
  * (undici Pool, which respects Keep-Alive: timeout), new-connection-per-request
  * loops, and slow requests.
  * @param {number} port
- * @param {{ keepAlive?: number, newConn?: number, slow?: number, slowMs?: number }} [opts]
+ * @param {{ keepAlive?: number, newConn?: number, slow?: number, slowMs?: number, ca?: string }} [opts] ca: over TLS, trusting it
  */
 export function startLoad(port, opts = {}) {
   const keepAlive = opts.keepAlive ?? 16;
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: keepAlive, pipelining: 1, headersTimeout: 20000, bodyTimeout: 20000 });
+  const pool = new Pool(`${opts.ca ? 'https' : 'http'}://127.0.0.1:${port}`, {
+    connections: keepAlive, pipelining: 1, headersTimeout: 20000, bodyTimeout: 20000,
+    ...(opts.ca ? { connect: { ca: opts.ca, servername: 'localhost' } } : {}),
+  });
   let running = true;
   const counts = { ok: 0, failed: 0, byClient: { keepAlive: 0, newConn: 0, slow: 0 } };
   /** @type {{ client: string, kind: string, detail: string }[]} */
@@ -89,7 +95,7 @@ export function startLoad(port, opts = {}) {
     loops.push((async () => {
       while (running) {
         try {
-          const res = await get(port, '/');
+          const res = await get(port, '/', { ca: opts.ca });
           ok('newConn', res.status, res.body);
         } catch (err) { fail('newConn', err); }
       }
@@ -133,12 +139,12 @@ export function startLoad(port, opts = {}) {
 /**
  * Polls the health path until the worker answering it has `n` requests in
  * flight (use with WORKERS=1, where one worker answers everything).
- * @param {number} port @param {number} n
+ * @param {number} port @param {number} n @param {number} [timeoutMs] @param {string} [ca] over TLS
  */
-export async function waitInFlight(port, n, timeoutMs = 5000) {
+export async function waitInFlight(port, n, timeoutMs = 5000, ca = undefined) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const health = JSON.parse((await get(port, '/healthz')).body);
+    const health = JSON.parse((await get(port, '/healthz', { ca })).body);
     if (health.inFlight >= n) return health;
     if (Date.now() > deadline) throw new Error(`no ${n} request(s) in flight within ${timeoutMs} ms: ${JSON.stringify(health)}`);
     await new Promise((r) => setTimeout(r, 10));
