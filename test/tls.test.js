@@ -287,3 +287,66 @@ test('failed TLS handshakes are counted', async (t) => {
   const failures = async () => Number((await get(st.metrics.port, '/metrics')).body.split('\n').find((l) => l.startsWith('baton_tls_handshake_failures_total '))?.split(' ').pop());
   t.true(await pollUntil(async () => (await failures()) >= 2, 5000), `counted ${await failures()}`);
 });
+
+test('HTTP/2 with frameworks: a drop-in Fastify app answers over h2 and HTTP/1.1; an Express app is refused at boot with a clear reason', async (t) => {
+  const fastify = await startBaton({ t, env: { ...tlsEnv(ca.issue()), HTTP2: 'yes', WORKERS: '1', APP_MODULE: join(ROOT, 'test', 'fixtures', 'apps', 'fastify.mjs'), GREETING: 'fast' } });
+  const session = http2.connect(`https://127.0.0.1:${fastify.port}`, { ca: ca.ca, servername: 'localhost' });
+  t.teardown(() => session.destroy());
+  const body = await new Promise((resolve, reject) => {
+    const s = session.request({ ':path': '/' });
+    let text = '';
+    s.setEncoding('utf8');
+    s.on('data', (d) => { text += d; });
+    s.on('end', () => resolve(text));
+    s.on('error', reject);
+    s.end();
+  });
+  t.is(body, 'fast from fastify\n');
+  t.is((await get(fastify.port, '/', { ca: ca.ca })).body, 'fast from fastify\n');
+
+  const express = await startBaton({ t, env: { ...tlsEnv(ca.issue()), HTTP2: 'true', WORKERS: '1', APP_MODULE: join(ROOT, 'test', 'fixtures', 'apps', 'express.mjs') }, waitReady: false });
+  t.is((await express.waitExit()).code, 3);
+  t.truthy(express.logs.find((l) => /^startup failed: HTTP2 is on, but the app is an Express app/.test(String(l.msg))));
+});
+
+test('a drop-in app\'s own https server gets the shared ticket keys: its sessions resume on the other worker and after a reload', async (t) => {
+  const c = ca.issue();
+  const baton = await startBaton({ t, env: { WORKERS: '2', APP_MODULE: join(ROOT, 'test', 'fixtures', 'apps', 'https.mjs'), APP_CERT_FILE: c.certFile, APP_KEY_FILE: c.keyFile } });
+  /** @param {Buffer} [session] */
+  const connect = async (session) => {
+    const conn = tlsConnection(baton.port, { ...(session ? { session } : {}) });
+    /** @type {Buffer | undefined} */
+    let ticket;
+    conn.socket.on('session', (s) => { ticket = s; });
+    await conn.ready;
+    const res = await conn.request('/');
+    const body = JSON.parse(res.slice(res.indexOf('\r\n\r\n') + 4));
+    const out = { ...body, reused: conn.socket.isSessionReused(), session: /** @type {Buffer} */ (ticket ?? conn.socket.getSession() ?? session) };
+    conn.socket.destroy();
+    return out;
+  };
+  const a = await connect();
+  let b = await connect(a.session);
+  for (let i = 0; i < 4 && b.pid === a.pid; i++) b = await connect(a.session);
+  t.not(b.pid, a.pid);
+  t.true(b.reused, 'resumed on the other worker');
+  t.is((await baton.reload()).msg, 'reload complete');
+  const after = await connect(b.session);
+  t.is(after.generation, 2);
+  t.true(after.reused, 'resumed after the reload');
+});
+
+test('deploy/healthcheck.mjs follows the TLS setting: HTTPS when TLS_CERT_FILE is set', async (t) => {
+  const c = ca.issue();
+  const baton = await startBaton({ t, env: { ...tlsEnv(c), WORKERS: '1' } });
+  /** @param {Record<string, string>} env */
+  const probe = (env) => new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'deploy', 'healthcheck.mjs')], { env: { PATH: process.env.PATH ?? '', PORT: String(baton.port), ...env } }, (err, _out, stderr) => resolve({ code: err ? /** @type {any} */ (err).code : 0, stderr }));
+  });
+  t.like(await probe({ TLS_CERT_FILE: c.certFile }), { code: 0 });
+  t.like(await probe({}), { code: 1 }, 'plain HTTP to a TLS port is not healthy');
+  const plain = await startBaton({ t, env: { WORKERS: '1' } });
+  t.like(await new Promise((resolve) => {
+    execFile(process.execPath, [join(ROOT, 'deploy', 'healthcheck.mjs'), String(plain.port)], { env: { PATH: process.env.PATH ?? '' } }, (err) => resolve({ code: err ? /** @type {any} */ (err).code : 0 }));
+  }), { code: 0 });
+});

@@ -155,6 +155,7 @@ export async function runWorker(): Promise<void> {
       tls: init.tls ? { cert: init.tls.cert, key: init.tls.key, minVersion: config.tlsMinVersion, http2: config.http2 } : undefined,
       ticketKeys: Buffer.from(init.ticketKeys, 'base64'),
       tlsFailed: () => metrics.tlsHandshakeFailed(),
+      appHandler: app?.handler,
     });
   } catch (err) {
     return die(err, logger);

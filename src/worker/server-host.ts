@@ -60,6 +60,21 @@ function speaks(server: Server): 'h1' | 'h2' {
   return name === 'Http2Server' || name === 'Http2SecureServer' ? 'h2' : 'h1';
 }
 
+/**
+ * Express re-parents every request onto http.IncomingMessage's prototype,
+ * which breaks Node's HTTP/2 compatibility request (its reads throw, and the
+ * worker crashes on the first h2 request). Such an app is refused at boot
+ * with HTTP2 on, rather than crashing later.
+ */
+export function refusesHttp2(handler: unknown): string | undefined {
+  if (typeof handler !== 'function') return undefined;
+  const fn = handler as unknown as { handle?: unknown; set?: unknown; request?: unknown; response?: unknown };
+  if (typeof fn.handle === 'function' && typeof fn.set === 'function' && typeof fn.request === 'object' && typeof fn.response === 'object') {
+    return 'HTTP2 is on, but the app is an Express app, and Express does not work over Node\'s HTTP/2 compatibility API (its first HTTP/2 request would crash the worker): set HTTP2=off for this app';
+  }
+  return undefined;
+}
+
 export interface TlsSettings {
   readonly cert: string;
   readonly key: string;
@@ -77,6 +92,8 @@ export interface HostOptions {
   readonly ticketKeys: Buffer;
   /** A TLS handshake failed (a metric). */
   readonly tlsFailed: () => void;
+  /** A factory app's handler (a captured app's are its server's request listeners). */
+  readonly appHandler?: unknown;
 }
 
 /**
@@ -128,6 +145,10 @@ export class ServerHost {
     if (options.tls) {
       if (server instanceof TlsServer) {
         throw new Error('the app listens with its own TLS server (https/http2.createSecureServer) while TLS_CERT_FILE and TLS_KEY_FILE are set: terminate TLS in one place, baton (give the app a plain http server) or the app (unset the TLS keys)');
+      }
+      if (options.tls.http2) {
+        const refusal = [options.appHandler, ...server.listeners('request')].map(refusesHttp2).find((r) => r !== undefined);
+        if (refusal) throw new Error(refusal);
       }
       this.transport = new TlsTransport(options.tls, options.ticketKeys, server, gate, options.tlsFailed);
     } else if (server instanceof TlsServer) {
