@@ -90,8 +90,15 @@ function onResponseClose(this: AnyResponse & Tracked): void {
 const END_GRACE_MS = 1000;
 /** The largest HTTP/2 stream id: a first GOAWAY with it refuses nothing (RFC 9113 §6.8). */
 const MAX_STREAM_ID = 2 ** 31 - 1;
-/** If the client never answers the PING, the final GOAWAY goes anyway. */
-const GOAWAY_PING_TIMEOUT_MS = 1000;
+/**
+ * The final GOAWAY waits for the PING round trip and at least this long (Go's
+ * net/http2 waits 1 s): a client may have queued a request behind the PING's
+ * acknowledgement (nghttp2 sends PING acks before new streams), which a
+ * GOAWAY right after the ack would refuse.
+ */
+const GOAWAY_GRACE_MS = 1000;
+/** If the client never answers the PING (Node's client does not, once it has a GOAWAY), the final GOAWAY goes anyway. */
+const GOAWAY_PING_TIMEOUT_MS = 1500;
 
 export interface TrackerOptions {
   /** How long a draining worker keeps an idle socket on a reload: the keep-alive timeout its server advertises. */
@@ -318,12 +325,22 @@ export class ConnectionTracker {
     conn.controller?.abort(new DrainNotice(this.drainReason ?? 'shutdown'));
   }
 
-  /** RFC 9113 §6.8: GOAWAY with the largest stream id, a PING round trip, then GOAWAY with the last stream accepted. */
+  /** RFC 9113 §6.8: GOAWAY with the largest stream id, a PING round trip (and a grace), then GOAWAY with the last stream accepted. */
   private goAway(session: ServerHttp2Session, conn: Conn): void {
     this.tell(conn);
     if (session.closed || session.destroyed) return;
-    session.goaway(h2.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
     let sent = false;
+    // A Node client answers our GOAWAY with one of its own, and Node's server
+    // session closes itself as soon as it reads one: its final GOAWAY would
+    // then go out at once, refusing the streams the client sent meanwhile.
+    // Until our final GOAWAY, the session stays open.
+    const nativeClose = session.close;
+    session.close = function (this: ServerHttp2Session, callback?: () => void): void {
+      if (sent) return nativeClose.call(this, callback);
+      if (callback) this.once('close', callback);
+    };
+    session.goaway(h2.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
+    const startedAt = performance.now();
     const final = (): void => {
       if (sent) return;
       sent = true;
@@ -334,10 +351,15 @@ export class ConnectionTracker {
     };
     const timer = setTimeout(final, GOAWAY_PING_TIMEOUT_MS);
     timer.unref();
+    const afterGrace = (): void => {
+      const left = GOAWAY_GRACE_MS - (performance.now() - startedAt);
+      if (left <= 0) final();
+      else setTimeout(final, left).unref();
+    };
     try {
-      if (!session.ping(() => final())) final();
+      if (!session.ping(() => afterGrace())) afterGrace();
     } catch {
-      final();
+      afterGrace();
     }
   }
 
