@@ -30,9 +30,15 @@ Commands:
                          primary would, without touching a running server
   stop [--timeout MS]    ordered shutdown; waits until the primary has exited
   scale N                run N workers per generation (SIGTTIN/SIGTTOU: +1/-1)
+  upgrade [--node PATH] [--timeout MS]
+                         replace the primary itself by a new one, from the
+                         code on disk now and with Node PATH (default: the
+                         primary's own), without closing the port; exit 0
+                         when the new one serves, 1 or 78 if it was rolled
+                         back (SIGUSR2 to the primary does the same)
   help                   this text
 
-Options for reload, status, stop, scale:
+Options for reload, status, stop, scale, upgrade:
   --socket PATH          the control socket (default: CONTROL_SOCKET from the
                          environment or the .env file, else ./baton.sock)
   --env-file PATH        the .env file to read CONTROL_SOCKET from
@@ -92,7 +98,8 @@ function duration(msTotal: number): string {
 function formatStatus(st: StatusSnapshot, now = Date.now()): string {
   const lines = [
     `baton primary ${st.pid}: ${st.state}, generation ${st.generation} (config v${st.configVersion}), up ${duration(st.uptimeMs)}`,
-    `listening on ${st.address.host}:${st.address.port}${st.metrics ? `; metrics on http://${st.metrics.host}:${st.metrics.port}/metrics` : ''}`,
+    `listening on ${st.listeners.map((l) => l.kind === 'unix' ? `unix:${l.path}` : l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`).join(', ')}${st.metrics ? `; metrics on http://${st.metrics.host}:${st.metrics.port}/metrics` : ''}`,
+    ...(st.upgradedFrom ? [`upgraded from primary ${st.upgradedFrom.pid} (Node ${st.upgradedFrom.node}); running Node ${st.node}`] : []),
   ];
   const r = st.lastReload;
   lines.push(r === null ? 'last reload: none'
@@ -125,6 +132,7 @@ async function main(argv: readonly string[]): Promise<void> {
         'env-file': { type: 'string' },
         timeout: { type: 'string' },
         json: { type: 'boolean' },
+        node: { type: 'string' },
       },
     });
   } catch (err) {
@@ -178,6 +186,20 @@ async function main(argv: readonly string[]): Promise<void> {
         if (!response.ok || response.cmd !== 'scale') return fail(CLI_EXIT.failed, response.ok ? 'unexpected answer' : response.reason);
         process.stdout.write(`scaling to ${response.workers} workers per generation\n`);
         process.exit(CLI_EXIT.ok);
+      }
+      case 'upgrade': {
+        const node = values.node === undefined ? undefined : resolve(values.node);
+        if (node !== undefined && !existsSync(node)) throw new UsageError(`--node ${values.node}: no such file`);
+        const { response } = await ask(socket(), { cmd: 'upgrade', ...(node ? { node } : {}) }, ms(values.timeout, 120_000));
+        if (response.ok && response.cmd === 'upgrade') {
+          process.stdout.write(`upgrade complete: primary ${response.pid} (Node ${response.node}) serves\n`);
+          process.exit(CLI_EXIT.ok);
+        }
+        if (!response.ok) {
+          process.stderr.write(`baton: upgrade ${response.kind}: ${response.reason}\n`);
+          process.exit(response.exitCode === CLI_EXIT.config ? CLI_EXIT.config : CLI_EXIT.failed);
+        }
+        return fail(CLI_EXIT.failed, 'unexpected answer');
       }
       case 'check': {
         if (positionals.length > 1) throw new UsageError('check takes one app module at most');

@@ -10,6 +10,11 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 export type LogLevel = (typeof LOG_LEVELS)[number];
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+
+/** One address of LISTEN. */
+export type ListenAddress =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'unix'; readonly path: string };
 export type TlsVersion = (typeof TLS_VERSIONS)[number];
 export type LogFormat = (typeof LOG_FORMATS)[number];
 
@@ -17,6 +22,9 @@ export type LogFormat = (typeof LOG_FORMATS)[number];
 export interface Config {
   readonly port: number;
   readonly host: string;
+  /** LISTEN: the addresses to listen on, replacing PORT/HOST; undefined: PORT/HOST. */
+  readonly listen: readonly ListenAddress[] | undefined;
+  readonly unixSocketMode: number;
   readonly workers: number;
   readonly message: string;
   readonly appModule: string;
@@ -31,6 +39,7 @@ export interface Config {
   readonly healthPath: string;
   readonly readyPath: string;
   readonly shutdownDelayMs: number;
+  readonly shutdownIdleCloseMs: number;
   readonly controlSocket: string;
   readonly pidFile: string;
   /** undefined: no metrics endpoint. */
@@ -109,6 +118,40 @@ function tlsVersion(raw: string): TlsVersion {
   return v;
 }
 
+/** `HOST:PORT`, `[IPv6]:PORT` or `unix:/path`, comma-separated; empty: PORT/HOST. */
+export function listenList(raw: string): ListenAddress[] | undefined {
+  if (raw.trim() === '') return undefined;
+  const out: ListenAddress[] = [];
+  for (const part of raw.split(',').map((p) => p.trim())) {
+    if (part === '') throw new Error(`has an empty entry in ${JSON.stringify(raw)}`);
+    if (part.startsWith('unix:')) {
+      const path = part.slice(5);
+      if (path === '') throw new Error(`${JSON.stringify(part)}: unix: needs a path`);
+      if (Buffer.byteLength(path) > MAX_SOCKET_PATH) throw new Error(`${JSON.stringify(part)}: a Unix socket path is at most ${MAX_SOCKET_PATH} bytes`);
+      out.push({ kind: 'unix', path });
+      continue;
+    }
+    const m = /^\[([0-9a-fA-F:.]+)\]:(\d+)$/.exec(part) ?? /^([^:[\]]+):(\d+)$/.exec(part);
+    if (!m) throw new Error(`${JSON.stringify(part)} is not HOST:PORT, [IPv6]:PORT or unix:/path`);
+    const port = Number(m[2]);
+    if (port > 65535) throw new Error(`${JSON.stringify(part)}: port must be from 0 to 65535`);
+    out.push({ kind: 'tcp', host: m[1] as string, port });
+  }
+  const seen = new Set<string>();
+  for (const a of out) {
+    const key = a.kind === 'unix' ? `unix:${a.path}` : `${a.host}:${a.port}`;
+    if (seen.has(key) && !(a.kind === 'tcp' && a.port === 0)) throw new Error(`lists ${key} twice`);
+    seen.add(key);
+  }
+  return out;
+}
+
+function fileMode(raw: string): number {
+  const v = raw.trim();
+  if (!/^0?[0-7]{3}$/.test(v)) throw new Error(`must be an octal file mode such as 0660, got ${JSON.stringify(raw)}`);
+  return parseInt(v, 8);
+}
+
 function optionalPort(raw: string): number | undefined {
   return raw.trim() === '' ? undefined : integer(0, 65535)(raw);
 }
@@ -126,6 +169,14 @@ export const KEYS = {
   HOST: {
     field: 'host', default: () => '0.0.0.0', reloadable: false, parse: nonEmpty,
     doc: 'Address the primary listens on.',
+  },
+  LISTEN: {
+    field: 'listen', default: () => '', reloadable: false, parse: listenList,
+    doc: 'Addresses to listen on, comma-separated: HOST:PORT, [IPv6]:PORT or unix:/path; replaces PORT and HOST. All of them feed the same workers; with TLS, every TCP address speaks TLS and Unix sockets stay plain.',
+  },
+  UNIX_SOCKET_MODE: {
+    field: 'unixSocketMode', default: () => '0660', reloadable: false, parse: fileMode,
+    doc: 'File mode of the Unix sockets in LISTEN (the control socket is always 0600).',
   },
   WORKERS: {
     field: 'workers', default: () => String(availableParallelism()), reloadable: true, parse: integer(1, 1024),
@@ -182,6 +233,10 @@ export const KEYS = {
   SHUTDOWN_DELAY_MS: {
     field: 'shutdownDelayMs', default: () => '0', reloadable: true, parse: integer(0, 600_000),
     doc: 'On SIGTERM/SIGINT/SIGQUIT, keep serving but answer the readiness path 503 this long before closing the listener, so load balancers stop routing first. Never applied on SIGHUP.',
+  },
+  SHUTDOWN_IDLE_CLOSE_MS: {
+    field: 'shutdownIdleCloseMs', default: () => '5000', reloadable: true, parse: integer(0, 600_000),
+    doc: 'On a shutdown, how long an idle keep-alive connection is kept in case it carries one more request (answered with Connection: close): closing it at once races a client (nginx) sending on it. At most the keep-alive timeout; 0: close idle connections at once.',
   },
   CONTROL_SOCKET: {
     field: 'controlSocket', default: () => 'baton.sock', reloadable: false, parse: socketPath,
@@ -359,7 +414,10 @@ export function diffConfig(prev: LoadedConfig, next: LoadedConfig, environment: 
   const restartOnly: ConfigKey[] = [];
   for (const key of CONFIG_KEYS) {
     const field = KEYS[key].field;
-    if (prev.config[field] !== next.config[field]) {
+    // Values are primitives, or (LISTEN) plain data: compared by value.
+    const a = prev.config[field];
+    const b = next.config[field];
+    if (a !== b && JSON.stringify(a) !== JSON.stringify(b)) {
       changed.push(key);
       if (!KEYS[key].reloadable) restartOnly.push(key);
     }

@@ -3,6 +3,7 @@
 // connection. Both sides validate what they read.
 import { connect } from 'node:net';
 import type { ConfigError } from './config.js';
+import type { ListenerInfo } from './protocol.js';
 
 /** Requests larger than this are refused (and the connection closed). */
 export const MAX_REQUEST_BYTES = 64 * 1024;
@@ -11,7 +12,9 @@ export type ControlRequest =
   | { readonly cmd: 'reload' }
   | { readonly cmd: 'status' }
   | { readonly cmd: 'stop' }
-  | { readonly cmd: 'scale'; readonly workers: number };
+  | { readonly cmd: 'scale'; readonly workers: number }
+  /** Replace the primary by a new one from the code on disk, with `node` (default: the primary's own Node). */
+  | { readonly cmd: 'upgrade'; readonly node?: string };
 
 export type WorkerStatus = {
   readonly id: number;
@@ -47,8 +50,12 @@ export type StatusSnapshot = {
   readonly memory: { readonly rss: number; readonly heapUsed: number; readonly heapTotal: number };
   /** The primary's stdout: what waits for a slow reader, and what was dropped. */
   readonly logOutput: { readonly mode: string; readonly bufferedBytes: number; readonly droppedLines: number };
-  readonly address: { readonly host: string; readonly port: number };
+  /** Every address the primary listens on. */
+  readonly listeners: readonly ListenerInfo[];
   readonly metrics: { readonly host: string; readonly port: number } | null;
+  /** The primary this one replaced (`baton upgrade`), if any. */
+  readonly upgradedFrom: { readonly pid: number; readonly node: string } | null;
+  readonly node: string;
 };
 
 export type ControlResponse =
@@ -56,7 +63,9 @@ export type ControlResponse =
   | { readonly ok: true; readonly cmd: 'status'; readonly status: StatusSnapshot }
   | { readonly ok: true; readonly cmd: 'stop'; readonly pid: number }
   | { readonly ok: true; readonly cmd: 'scale'; readonly workers: number }
-  | { readonly ok: false; readonly kind: 'rejected' | 'failed' | 'abandoned' | 'bad-request'; readonly reason: string; readonly errors?: readonly ConfigError[] };
+  | { readonly ok: true; readonly cmd: 'upgrade'; readonly pid: number; readonly node: string }
+  /** `exitCode`: for an upgrade, what `baton upgrade` exits with. */
+  | { readonly ok: false; readonly kind: 'rejected' | 'failed' | 'abandoned' | 'bad-request'; readonly reason: string; readonly errors?: readonly ConfigError[]; readonly exitCode?: number };
 
 /** Validates a request line; a string says what is wrong with it. */
 export function parseRequest(line: string): ControlRequest | string {
@@ -73,6 +82,9 @@ export function parseRequest(line: string): ControlRequest | string {
     case 'status':
     case 'stop':
       return { cmd: r.cmd };
+    case 'upgrade':
+      if (r.node !== undefined && (typeof r.node !== 'string' || r.node === '')) return 'upgrade: "node" must be a path';
+      return r.node === undefined ? { cmd: 'upgrade' } : { cmd: 'upgrade', node: r.node as string };
     case 'scale':
       return Number.isInteger(r.workers) && (r.workers as number) >= 1 && (r.workers as number) <= 1024
         ? { cmd: 'scale', workers: r.workers as number }

@@ -145,6 +145,17 @@ export class LogSink {
     (Writable.prototype.write as (chunk: Buffer) => boolean).call(stdioStream(this.fd), rest);
   }
 
+  /**
+   * A child that inherits this stdout (a new primary, on an upgrade) resets
+   * O_NONBLOCK on it as it starts (libuv does, for a child's stdio): on a
+   * socket, whose description is shared, that would make this process's
+   * next write block. Call after spawning one.
+   */
+  reassertNonblocking(): void {
+    if (this.mode !== 'stream') return;
+    (stdioStream(this.fd) as unknown as { _handle?: { setBlocking?: (b: boolean) => void } })._handle?.setBlocking?.(false);
+  }
+
   close(): void {
     clearTimeout(this.retryTimer);
     if (this.ownsFd) {

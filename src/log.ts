@@ -48,6 +48,12 @@ process.on('exit', () => {
   stderrSink?.flushAtExit();
 });
 
+/** After spawning a process that inherits stdout and stderr (see LogSink.reassertNonblocking). */
+export function reassertNonblockingOutput(): void {
+  stdoutSink?.reassertNonblocking();
+  stderrSink?.reassertNonblocking();
+}
+
 /** Writes out what is queued for stdout and stderr, waiting at most `timeoutMs`. */
 export function flushOutput(timeoutMs = EXIT_FLUSH_MS): Promise<void> {
   return Promise.all([stdoutSink?.flush(timeoutMs), stderrSink?.flush(timeoutMs)]).then(() => undefined);

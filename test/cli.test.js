@@ -67,7 +67,7 @@ test('baton reload: exit 78 listing the invalid keys', async (t) => {
 test('baton status --json: generation and worker states before and after a reload; the plain form is a table', async (t) => {
   const b = await startBaton({ t });
   const before = await statusJson(b.dir);
-  t.like(before, { state: 'running', generation: 1, configVersion: 1, targetWorkers: 2, lastReload: null, address: { port: b.port } });
+  t.like(before, { state: 'running', generation: 1, configVersion: 1, targetWorkers: 2, lastReload: null, listeners: [{ kind: 'tcp', host: '127.0.0.1', port: b.port }], upgradedFrom: null });
   t.deepEqual(before.workers.map((/** @type {any} */ w) => [w.generation, w.state]), [[1, 'ready'], [1, 'ready']]);
   b.writeEnv({ MESSAGE: 'changed' });
   t.is((await baton(b.dir, ['reload'])).code, 0);

@@ -51,7 +51,7 @@ async function startStalled(t, stdoutFd, env) {
   // The log cannot be read, so readiness comes from the control socket.
   t.true(await pollUntil(async () => (await status(dir).catch(() => undefined))?.state === 'running', 15000), 'the primary became ready');
   const st = await status(dir);
-  return { dir, pid, child, exited, port: st.address.port };
+  return { dir, pid, child, exited, port: st.listeners[0].port };
 }
 
 test.serial('stdout into a FIFO nobody reads: 100 reloads and 2000 logged requests later the server answers, holds at most LOG_BUFFER_BYTES, and reports the dropped lines once read again', async (t) => {

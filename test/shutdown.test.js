@@ -37,18 +37,33 @@ test('shutdown stops accepting: a new connection after SIGTERM is refused', asyn
   t.is((await baton.waitExit()).code, 0);
 });
 
-test('shutdown with idle keep-alive connections does not wait for their timeout', async (t) => {
-  const baton = await startBaton({ t, env: { WORKERS: '2', KEEP_ALIVE_TIMEOUT_MS: '60000' } });
-  const { Pool } = await import('undici');
-  const pool = new Pool(`http://127.0.0.1:${baton.port}`, { connections: 8 });
-  t.teardown(() => pool.destroy());
-  await Promise.all(Array.from({ length: 16 }, () => pool.request({ path: '/', method: 'GET' }).then((r) => r.body.text())));
+test('shutdown with idle keep-alive connections keeps them SHUTDOWN_IDLE_CLOSE_MS for one more request, answered with Connection: close, not for their whole keep-alive timeout', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '2', KEEP_ALIVE_TIMEOUT_MS: '60000', SHUTDOWN_IDLE_CLOSE_MS: '1500' } });
+  const { Client } = await import('undici');
+  const clients = Array.from({ length: 8 }, () => new Client(`http://127.0.0.1:${baton.port}`));
+  t.teardown(() => Promise.all(clients.map((c) => c.destroy())));
+  for (const c of clients) await (await c.request({ path: '/', method: 'GET' })).body.text();
   const since = baton.logs.length;
   baton.signal('SIGTERM');
-  const exit = await baton.waitExit(5000);
+  await baton.waitForLog('shutdown started', { since });
+  // An idle connection that sends one more request during the shutdown: answered, then closed.
+  const late = await clients[0]?.request({ path: '/', method: 'GET' });
+  t.is(late?.statusCode, 200);
+  t.is(late?.headers.connection, 'close');
+  await late?.body.text();
+  const exit = await baton.waitExit(10000);
   t.is(exit.code, 0);
   const done = await baton.waitForLog('shutdown complete', { since });
-  t.true(/** @type {number} */ (done.durationMs) < 5000, `took ${done.durationMs} ms`);
+  t.true(/** @type {number} */ (done.durationMs) >= 1200 && /** @type {number} */ (done.durationMs) < 4000, `took ${done.durationMs} ms`);
+});
+
+test('shutdown with nothing connected is immediate', async (t) => {
+  const baton = await startBaton({ t, env: { WORKERS: '2', SHUTDOWN_IDLE_CLOSE_MS: '5000' } });
+  const since = baton.logs.length;
+  baton.signal('SIGTERM');
+  t.is((await baton.waitExit(5000)).code, 0);
+  const done = await baton.waitForLog('shutdown complete', { since });
+  t.true(/** @type {number} */ (done.durationMs) < 1000, `took ${done.durationMs} ms`);
 });
 
 test('a second SIGINT forces: workers are killed, exit 1', async (t) => {

@@ -1,40 +1,38 @@
 // The primary's end of the control channel: a Unix socket (mode 0600) that
 // the `baton` CLI talks to. A stale socket left by a crashed primary is
 // replaced; a live one (another primary here) is never stolen.
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
-import { connect, createServer, type Server } from 'node:net';
+import { unlinkSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { MAX_REQUEST_BYTES, parseRequest, type ControlRequest, type ControlResponse } from '../control.js';
+import { claimSocketPath, listenUnix, SocketInUse } from './unix-socket.js';
 
 /** A client that sends no complete request in this time is dropped. */
 const REQUEST_TIMEOUT_MS = 10_000;
 
-export class ControlSocketInUse extends Error {}
+export { SocketInUse as ControlSocketInUse };
 
 export type ControlHandler = (req: ControlRequest) => Promise<ControlResponse> | ControlResponse;
 
-function answersOn(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = connect(path);
-    probe.once('connect', () => { probe.destroy(); resolve(true); });
-    probe.once('error', () => resolve(false));
-  });
-}
-
 /** Makes `path` free to bind, or throws if another primary is listening on it. */
-async function claim(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new ControlSocketInUse(`${path} exists and is not a socket; remove it or set CONTROL_SOCKET`);
-  if (await answersOn(path)) throw new ControlSocketInUse(`another baton primary is running here: ${path} answers (use \`baton status\`, or set CONTROL_SOCKET)`);
-  unlinkSync(path); // stale: left by a primary that was killed
+function claim(path: string): Promise<void> {
+  return claimSocketPath(path,
+    `another baton primary is running here: ${path} answers (use \`baton status\`, or set CONTROL_SOCKET)`,
+    `${path} exists and is not a socket; remove it or set CONTROL_SOCKET`);
 }
 
 export interface ControlServer {
+  /** Starts answering on an inherited socket (a no-op for a bound one). */
+  start(): Promise<void>;
+  /** The listening handle, to hand over to a new primary. */
+  readonly handle: unknown;
+  /** Stops answering; the socket file stays (a new primary may answer on it now). */
   close(): void;
+  /** Removes the socket file (at a shutdown). */
+  removeFile(): void;
 }
 
-export async function startControlServer(path: string, handle: ControlHandler, onError: (err: Error) => void): Promise<ControlServer> {
-  await claim(path);
-  const server: Server = createServer((socket) => {
+function makeServer(handle: ControlHandler): Server {
+  return createServer((socket) => {
     socket.setEncoding('utf8');
     socket.setTimeout(REQUEST_TIMEOUT_MS, () => socket.destroy());
     socket.on('error', () => {});
@@ -65,27 +63,39 @@ export async function startControlServer(path: string, handle: ControlHandler, o
         // which is how `baton stop` knows the shutdown is over.
         if (req.cmd !== 'stop') socket.end();
       }, (err: Error) => {
-        onError(err);
         socket.end(`${JSON.stringify({ ok: false, kind: 'failed', reason: err.message } satisfies ControlResponse)}\n`);
       });
     };
     socket.on('data', onData);
   });
-  // Only the owner may talk to the primary: the socket is created 0600.
-  const umask = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => { server.off('error', reject); resolve(); });
-    });
-  } finally {
-    process.umask(umask);
-  }
-  server.on('error', onError);
+}
+
+function controlServer(server: Server, path: string, start: () => Promise<void>): ControlServer {
   return {
-    close() {
-      server.close();
+    start,
+    get handle() { return (server as unknown as { _handle: unknown })._handle; },
+    close() { if (server.listening) server.close(); },
+    removeFile() {
       try { unlinkSync(path); } catch { /* already gone */ }
     },
   };
+}
+
+/** Binds the control socket at `path` (mode 0600: only the owner may talk to the primary). */
+export async function startControlServer(path: string, handle: ControlHandler, onError: (err: Error) => void): Promise<ControlServer> {
+  await claim(path);
+  const server = makeServer(handle);
+  await listenUnix(server, path, 0o600, 64);
+  server.on('error', onError);
+  return controlServer(server, path, () => Promise.resolve());
+}
+
+/** The control socket a replaced primary handed over (`fd`): it answers once started. */
+export function inheritedControlServer(fd: number, path: string, handle: ControlHandler, onError: (err: Error) => void): ControlServer {
+  const server = makeServer(handle);
+  server.on('error', onError);
+  return controlServer(server, path, () => new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd }, () => { server.off('error', reject); resolve(); });
+  }));
 }

@@ -1,19 +1,23 @@
-// The primary's start-up: flags, config, the listening socket, signals, then
-// the supervisor takes over. Everything after start-up happens in the
-// supervisor's event loop.
+// The primary's start-up: flags, config, the control socket, the listening
+// sockets, signals, then the supervisor takes over. Everything after start-up
+// happens in the supervisor's event loop. A primary started by `baton
+// upgrade` inherits its sockets from the one it replaces (upgrade.ts) and
+// takes the control socket, metrics and PID file over once it serves.
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_ENV_FILE, describeConfig, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type ConfigKey } from '../config.js';
-import { createLogger, flushOutput, outputStyle, serializeError, setOutputBound, stderr, stdout, usesPrettyLogs } from '../log.js';
+import { DEFAULT_ENV_FILE, describeConfig, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type Config, type ConfigKey, type ListenAddress } from '../config.js';
+import type { ListenerInfo } from '../protocol.js';
+import { createLogger, flushOutput, outputStyle, reassertNonblockingOutput, serializeError, setOutputBound, stderr, stdout, usesPrettyLogs } from '../log.js';
+import { withTls } from '../tls-material.js';
 import { Dispatcher } from './dispatcher.js';
-import { ControlSocketInUse, startControlServer, type ControlHandler } from './control-server.js';
-import { listen, type Listener } from './listener.js';
+import { ControlSocketInUse, inheritedControlServer, startControlServer, type ControlHandler, type ControlServer } from './control-server.js';
+import { ListenError, Listeners } from './listeners.js';
 import { PrimaryMetrics, serveMetrics } from './metrics.js';
 import { SystemdNotifier } from './notify.js';
+import { EXIT, realClock, Supervisor, type ReloadOutcome, type Upgrader } from './supervisor.js';
 import { TicketKeys } from './ticket-keys.js';
-import { withTls } from '../tls-material.js';
-import { EXIT, realClock, Supervisor, type ReloadOutcome } from './supervisor.js';
+import { NewPrimary, OldPrimary, readInheritance, UPGRADE_PROTOCOL, type Inheritance } from './upgrade.js';
 import { clusterSpawner } from './worker-handle.js';
 
 export const USAGE = `Usage: node dist/primary.js [options] [APP]
@@ -28,7 +32,8 @@ Options (each overrides the environment and the .env file):
   --env-file PATH   ENV_FILE: the .env file to read (default ./.env)
   -h, --help        show this help
 
-Signals: HUP = rolling reload; TERM, INT, QUIT = ordered shutdown (twice = force).
+Signals: HUP = rolling reload; TERM, INT, QUIT = ordered shutdown (twice = force);
+USR2 = upgrade the primary itself (baton upgrade); TTIN/TTOU = one worker more/less.
 `;
 
 interface Args {
@@ -62,6 +67,18 @@ export function parsePrimaryArgs(argv: readonly string[]): Args {
   return { flags, envFile: values['env-file'], help: values.help ?? false };
 }
 
+/** LISTEN, or the single PORT/HOST listener. */
+function addresses(c: Config): readonly ListenAddress[] {
+  return c.listen ?? [{ kind: 'tcp', host: c.host, port: c.port }];
+}
+
+function describeListener(l: ListenerInfo): string {
+  return l.kind === 'unix' ? `unix:${l.path}` : l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
+}
+
+/** How long an old primary waits for its successor to say it owns everything, before exiting anyway. */
+const OWNER_ACK_MS = 5000;
+
 export async function runPrimary(argv: readonly string[]): Promise<void> {
   let args: Args;
   try {
@@ -77,17 +94,41 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
 
   let supervisor: Supervisor | undefined;
   const environment = process.env;
+  // Started by `baton upgrade`: what the old primary handed over.
+  let inheritance: Inheritance | undefined;
+  try {
+    inheritance = readInheritance(environment);
+  } catch (err) {
+    process.stderr.write(`baton: cannot take over from the old primary: ${(err as Error).message}\n`);
+    process.exit(EXIT.failed);
+  }
   const envFile = args.envFile ?? environment.ENV_FILE ?? DEFAULT_ENV_FILE;
   const load = () => withTls(loadConfig({ envFile, environment, flags: args.flags }), process.cwd());
   const first = load();
   const format = first.ok ? first.loaded.config.logFormat : LOG_FORMATS.find((f) => f === environment.LOG_FORMAT) ?? 'auto';
   const log = createLogger({ role: 'primary', level: 'info', format, generation: () => supervisor?.generation ?? 0 });
+  const old = inheritance ? new OldPrimary({ handover: () => takeOver('handover'), gone: () => oldGone() }) : undefined;
 
-  log.info({ node: process.version, envFile, cwd: process.cwd() }, 'starting up');
+  // Resources to release on every exit path, newest first.
+  const cleanups: (() => void)[] = [];
+  const exit = (code: number): Promise<never> => {
+    for (const cleanup of cleanups.reverse()) {
+      try { cleanup(); } catch { /* exiting anyway */ }
+    }
+    return exitAfterFlush(code);
+  };
+  /** A start-up that cannot go on: said in the log, to the old primary of an upgrade, and in the exit code. */
+  const fatal = async (code: number, reason: string, fields: Record<string, unknown> = {}): Promise<never> => {
+    log.fatal(fields, reason);
+    if (old) await old.send({ type: 'upgrade-failed', reason, exitCode: code });
+    return exit(code);
+  };
+
+  log.info({ node: process.version, envFile, cwd: process.cwd(), ...(inheritance ? { upgradingFrom: inheritance.previous } : {}) }, 'starting up');
   if (!first.ok) {
     for (const e of first.errors) log.fatal({ key: e.key, envFile: first.envFile }, `invalid config: ${e.message}`);
     stderr().write(`baton: invalid config:\n${first.errors.map((e) => `  ${e.message}`).join('\n')}\n`);
-    return exitAfterFlush(EXIT.config);
+    return fatal(EXIT.config, `invalid config: ${first.errors.map((e) => e.message).join('; ')}`);
   }
   const loaded = first.loaded;
   log.level = loaded.config.logLevel;
@@ -101,50 +142,60 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   if (loaded.tls) log.info({ certFile: loaded.tls.certFile, subject: loaded.tls.subject, serialNumber: loaded.tls.serialNumber, validTo: loaded.tls.validTo, http2: loaded.config.http2 }, 'TLS on every TCP listener');
   const shadowed = shadowedKeys(loaded, environment);
   if (shadowed.length > 0) log.info({ keys: shadowed }, 'these .env keys are overridden by the environment or flags');
-
-  // Resources to release on every exit path, newest first.
-  const cleanups: (() => void)[] = [];
-  const exit = (code: number): Promise<never> => {
-    for (const cleanup of cleanups.reverse()) {
-      try { cleanup(); } catch { /* exiting anyway */ }
-    }
-    return exitAfterFlush(code);
-  };
-  const bindFailed = (what: string, err: unknown): Promise<never> => {
-    const e = serializeError(err);
-    log.fatal({ err: e }, `cannot listen on ${what}: ${e.message}`);
-    return exit(EXIT.listenFailed);
-  };
   const c = loaded.config;
 
   // The control socket first: a second primary started in the same
   // directory is refused here, before it touches anything else.
   let handleControl: ControlHandler = () => ({ ok: false, kind: 'rejected', reason: 'starting up' });
-  try {
-    const control = await startControlServer(c.controlSocket, (req) => handleControl(req),
-      (err) => log.error({ err: serializeError(err) }, 'control socket error'));
-    cleanups.push(() => control.close());
-  } catch (err) {
-    if (err instanceof ControlSocketInUse) {
-      log.fatal({ controlSocket: c.controlSocket }, `refusing to start: ${err.message}`);
-      stderr().write(`baton: refusing to start: ${err.message}\n`);
-      return exit(EXIT.listenFailed);
+  const onControlError = (err: Error): void => log.error({ err: serializeError(err) }, 'control socket error');
+  let control: ControlServer;
+  if (inheritance) {
+    control = inheritedControlServer(inheritance.control.fd, inheritance.control.path, (req) => handleControl(req), onControlError);
+  } else {
+    try {
+      control = await startControlServer(c.controlSocket, (req) => handleControl(req), onControlError);
+    } catch (err) {
+      if (err instanceof ControlSocketInUse) {
+        stderr().write(`baton: refusing to start: ${err.message}\n`);
+        return fatal(EXIT.listenFailed, `refusing to start: ${err.message}`, { controlSocket: c.controlSocket });
+      }
+      return fatal(EXIT.listenFailed, `cannot listen on control socket ${c.controlSocket}: ${(err as Error).message}`, { err: serializeError(err) });
     }
-    return bindFailed(`control socket ${c.controlSocket}`, err);
   }
+  const controlPath = inheritance?.control.path ?? c.controlSocket;
+  let handedOver = false;
+  cleanups.push(() => {
+    control.close();
+    if (!handedOver) control.removeFile();
+  });
 
   const dispatcher = new Dispatcher();
-  let listener!: Listener;
+  const onConnection = (socket: import('node:net').Socket, index: number): void => dispatcher.accept(socket, index);
+  const onListenError = (err: Error): void => log.error({ err: serializeError(err) }, 'listener error');
+  let listeners: Listeners;
   try {
-    listener = await listen(c.host, c.port, (s) => dispatcher.accept(s, 0),
-      (err) => log.error({ err: serializeError(err) }, 'listener error'));
+    if (inheritance) listeners = Listeners.fromUpgrade(inheritance.listeners, onConnection, onListenError);
+    else {
+      const activated = await Listeners.fromSystemd(environment, onConnection, onListenError);
+      if (activated) {
+        listeners = activated;
+        log.info({ listeners: activated.list.map((l) => ({ ...l.info, ...(l.name ? { name: l.name } : {}) })) },
+          `socket activation: serving ${activated.list.length} socket(s) systemd passed (${activated.list.map((l) => l.name ?? describeListener(l.info)).join(', ')}); PORT, HOST and LISTEN are not used`);
+      } else listeners = await Listeners.bind(addresses(c), c.unixSocketMode, onConnection, onListenError);
+    }
   } catch (err) {
-    return bindFailed(`${c.host}:${c.port}`, err);
+    const code = err instanceof ListenError ? err.exitCode : EXIT.listenFailed;
+    return fatal(code, (err as Error).message, { err: serializeError(err) });
   }
+  cleanups.push(() => listeners.cleanup());
+  const listenerInfo = listeners.info;
+  const firstTcp = listenerInfo.find((l): l is Extract<ListenerInfo, { kind: 'tcp' }> => l.kind === 'tcp');
+  log.info({ ...(firstTcp ? { host: firstTcp.host, port: firstTcp.port } : {}), listeners: listenerInfo }, inheritance ? 'listening (handed over: accepting once generation 1 serves)' : 'listening');
 
-  log.info(listener.address, 'listening');
-  writePidFile(c.pidFile);
-  cleanups.push(() => removePidFile(c.pidFile));
+  const notifier = SystemdNotifier.fromEnvironment(environment, log, inheritance?.notifySocket);
+  if (inheritance) notifier?.holdReady();
+  const ticketKeys = new TicketKeys(inheritance ? Buffer.from((await old?.keys()) ?? '', 'base64') : undefined);
+  cleanups.push(() => ticketKeys.stop());
 
   const metrics = c.metricsPort === undefined ? undefined : new PrimaryMetrics({
     generation: () => sup.generation,
@@ -152,24 +203,81 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     waitingConnections: () => dispatcher.stats.waiting,
     certificateExpiry: () => sup.tls?.validTo,
   });
-  const notifier = SystemdNotifier.fromEnvironment(environment, log);
-  const ticketKeys = new TicketKeys();
-  cleanups.push(() => ticketKeys.stop());
+  let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;
+  const startMetrics = async (where: { host: string; port: number } | { fd: number }): Promise<boolean> => {
+    if (!metrics) return true;
+    try {
+      metricsServer = await serveMetrics(metrics, where, (err) => log.error({ err: serializeError(err) }, 'metrics error'));
+      cleanups.push(() => metricsServer?.server.close());
+      log.info(metricsServer.address, 'metrics at /metrics');
+      return true;
+    } catch (err) {
+      await fatal(EXIT.listenFailed, `cannot listen on metrics ${c.metricsHost}:${c.metricsPort}: ${(err as Error).message}`, { err: serializeError(err) });
+      return false;
+    }
+  };
+
+  // The upgrade of this primary, once it runs (`baton upgrade`, SIGUSR2).
+  let successor: NewPrimary | undefined;
+  let successorTimer: NodeJS.Timeout | undefined;
+  let ownerAcked: () => void = () => {};
+  const owner = new Promise<void>((resolve) => { ownerAcked = resolve; });
+  const upgrader: Upgrader = {
+    start(node, generation) {
+      successor = NewPrimary.launch(node, {
+        listeners: listeners.list.map((l, i) => ({ handle: listeners.handles[i], info: l.info, source: l.source, ...(l.name ? { name: l.name } : {}) })),
+        control: { handle: control.handle, path: controlPath },
+        ...(metricsServer ? { metrics: { handle: (metricsServer.server as unknown as { _handle: unknown })._handle } } : {}),
+        generation,
+        ...(notifier ? { notifySocket: notifier.socket } : {}),
+        ticketKeys: ticketKeys.base64,
+      }, {
+        serving: (pid, nodeVersion) => sup.enqueue({ type: 'upgrade-serving', pid, node: nodeVersion }),
+        failed: (reason, exitCode) => { clearTimeout(successorTimer); sup.enqueue({ type: 'upgrade-failed', reason, exitCode }); },
+        owner: () => ownerAcked(),
+      });
+      // The child reset O_NONBLOCK on the stdout it shares with this process.
+      reassertNonblockingOutput();
+      const ms = sup.config.readyTimeoutMs + 10_000;
+      successorTimer = setTimeout(() => successor?.timeout(ms), ms);
+    },
+    abort() {
+      clearTimeout(successorTimer);
+      successor?.kill();
+    },
+    handOver() {
+      clearTimeout(successorTimer);
+      handedOver = true;
+      listeners.stopAccepting();
+      listeners.handOver();
+      control.close();
+      metricsServer?.server.close();
+      successor?.handOver();
+    },
+  };
+
   const sup: Supervisor = new Supervisor({
     spawner: clusterSpawner(fileURLToPath(new URL('../worker.js', import.meta.url))),
     clock: realClock,
     loadConfig: load,
     environment,
     dispatcher,
-    stopAccepting: () => listener.close(),
-    address: () => listener.address,
-    listeners: () => [{ kind: 'tcp', ...listener.address }],
+    stopAccepting: () => listeners.stopAccepting(),
+    address: () => firstTcp ? { host: firstTcp.host, port: firstTcp.port } : { host: '', port: 0 },
+    listeners: () => listenerInfo,
     ticketKeys: () => ticketKeys.base64,
     log,
-    // Let systemd hear STOPPING=1 before the process is gone.
-    exit: (code) => void (notifier?.flushed() ?? Promise.resolve()).then(() => exit(code)),
+    exit: (code) => void (async () => {
+      // Let systemd hear STOPPING=1 before the process is gone; after a
+      // hand-over, let the new primary become the unit's main process first.
+      await (notifier?.flushed() ?? Promise.resolve());
+      if (sup.upgraded) await Promise.race([owner, new Promise((r) => setTimeout(r, OWNER_ACK_MS).unref())]);
+      await exit(code);
+    })(),
     logOutput: () => stdout().stats,
     output: outputStyle,
+    upgrader,
+    ...(inheritance ? { lastGeneration: inheritance.generation, upgradedFrom: inheritance.previous } : {}),
     observers: [metrics, notifier, {
       // The log level follows the serving config in the supervisor; the bound here.
       reloadEnded: (o: ReloadOutcome) => {
@@ -177,6 +285,8 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
         setOutputBound(sup.config.logBufferBytes);
         rotateTicketKeys();
       },
+      ready: () => { if (inheritance) void serving(); },
+      startupFailed: (reason: string) => { if (old) void old.send({ type: 'upgrade-failed', reason, exitCode: EXIT.bootFailed }); },
     }].filter((o) => o !== undefined),
   }, loaded);
   supervisor = sup;
@@ -186,22 +296,52 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   });
   rotateTicketKeys();
 
-  let metricsAddress: { host: string; port: number } | null = null;
-  if (metrics) {
-    try {
-      const served = await serveMetrics(metrics, c.metricsHost, c.metricsPort ?? 0, (err) => log.error({ err: serializeError(err) }, 'metrics error'));
-      metricsAddress = served.address;
-      cleanups.push(() => served.server.close());
-      log.info(metricsAddress, 'metrics at /metrics');
-    } catch (err) {
-      return bindFailed(`metrics ${c.metricsHost}:${c.metricsPort}`, err);
+  // ---- a new primary of an upgrade ------------------------------------------
+  let isServing = false;
+  let tookOver = false;
+  /** Generation 1 is ready: accept on the handed-over sockets and tell the old primary. */
+  const serving = async (): Promise<void> => {
+    await listeners.start();
+    isServing = true;
+    log.info({ listeners: listenerInfo }, 'serving on the handed-over sockets: asking the old primary to hand over');
+    await old?.send({ type: 'upgrade-serving', protocol: UPGRADE_PROTOCOL, pid: process.pid, node: process.version });
+  };
+  /** The old primary stopped accepting and answering (or died): this one owns everything now. */
+  const takeOver = async (why: 'handover' | 'old primary gone'): Promise<void> => {
+    if (tookOver) return;
+    tookOver = true;
+    await control.start();
+    if (inheritance?.metrics && !(await startMetrics({ fd: inheritance.metrics.fd }))) return;
+    writePidFile(c.pidFile);
+    cleanups.push(() => removePidFile(c.pidFile));
+    notifier?.takeOver();
+    await (notifier?.flushed() ?? Promise.resolve());
+    log.info({ why, previous: inheritance?.previous }, 'upgrade complete: this primary owns the sockets, the control socket and the PID file');
+    await old?.send({ type: 'upgrade-owner' });
+    old?.release();
+  };
+  const oldGone = (): void => {
+    if (tookOver) return;
+    if (isServing) {
+      log.warn('the old primary is gone before handing over: taking over alone');
+      void takeOver('old primary gone');
+      return;
     }
+    // Never two half-primaries: one that does not serve yet gives up.
+    log.error('the old primary is gone before this one served: giving up');
+    sup.enqueue({ type: 'stop-now', source: 'old primary gone' });
+  };
+
+  if (!inheritance) {
+    writePidFile(c.pidFile);
+    cleanups.push(() => removePidFile(c.pidFile));
+    if (c.metricsPort !== undefined && !(await startMetrics({ host: c.metricsHost, port: c.metricsPort }))) return;
   }
 
   handleControl = (req) => {
     switch (req.cmd) {
       case 'status':
-        return { ok: true, cmd: 'status', status: sup.status(metricsAddress) };
+        return { ok: true, cmd: 'status', status: sup.status(metricsServer?.address ?? null) };
       case 'stop':
         sup.enqueue({ type: 'stop', source: 'baton stop' });
         return { ok: true, cmd: 'stop', pid: process.pid };
@@ -215,6 +355,11 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
           type: 'scale', source: 'baton scale', to: req.workers,
           reply: (o) => resolve(o.ok ? { ok: true, cmd: 'scale', workers: o.workers } : { ok: false, kind: 'rejected', reason: o.reason }),
         }));
+      case 'upgrade':
+        return new Promise((resolve) => sup.enqueue({
+          type: 'upgrade', source: 'baton upgrade', ...(req.node ? { node: req.node } : {}),
+          reply: (o) => resolve(o.ok ? { ok: true, cmd: 'upgrade', pid: o.pid, node: o.node } : { ok: false, kind: o.kind, reason: o.reason, exitCode: o.exitCode }),
+        }));
     }
   };
 
@@ -226,6 +371,8 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   // gunicorn's convention: TTIN adds a worker, TTOU removes one.
   process.on('SIGTTIN', () => sup.enqueue({ type: 'scale', source: 'SIGTTIN', delta: +1 }));
   process.on('SIGTTOU', () => sup.enqueue({ type: 'scale', source: 'SIGTTOU', delta: -1 }));
+  // nginx's and unicorn's convention: USR2 starts a new primary.
+  process.on('SIGUSR2', () => sup.enqueue({ type: 'upgrade', source: 'SIGUSR2' }));
   process.on('uncaughtException', (err) => {
     log.fatal({ err: serializeError(err) }, 'primary crashed');
     // Workers notice the closed IPC channel and exit on their own.

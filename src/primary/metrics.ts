@@ -90,8 +90,8 @@ export class PrimaryMetrics implements SupervisorObserver {
   }
 }
 
-/** GET /metrics on host:port; resolves with the bound address. */
-export function serveMetrics(metrics: PrimaryMetrics, host: string, port: number, onError: (err: Error) => void): Promise<{ server: Server; address: { host: string; port: number } }> {
+/** GET /metrics on host:port (or an inherited descriptor); resolves with the bound address. */
+export function serveMetrics(metrics: PrimaryMetrics, where: { host: string; port: number } | { fd: number }, onError: (err: Error) => void): Promise<{ server: Server; address: { host: string; port: number } }> {
   const server = createServer((req, res) => {
     if (req.method !== 'GET' || req.url?.split('?', 1)[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
@@ -106,11 +106,11 @@ export function serveMetrics(metrics: PrimaryMetrics, host: string, port: number
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => {
+    server.listen(where, () => {
       server.off('error', reject);
       server.on('error', onError);
       const addr = server.address();
-      resolve({ server, address: typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : { host, port } });
+      resolve({ server, address: typeof addr === 'object' && addr ? { host: addr.address, port: addr.port } : { host: '', port: 0 } });
     });
   });
 }

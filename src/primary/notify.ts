@@ -11,17 +11,41 @@ export class SystemdNotifier implements SupervisorObserver {
   private chain: Promise<void> = Promise.resolve();
   private warned = false;
 
-  constructor(private readonly socket: string, private readonly log: Logger, private readonly binary = 'systemd-notify') {}
+  /** While false, READY=1 waits: a new primary of an upgrade is not the main process until it takes over. */
+  private mayBeReady = true;
+  private readyPending: number | undefined;
 
-  /** Only when started by systemd with a notify socket. */
-  static fromEnvironment(env: NodeJS.ProcessEnv, log: Logger): SystemdNotifier | undefined {
-    const socket = env.NOTIFY_SOCKET;
-    // Workers and the app must not think they are the one to notify.
+  constructor(readonly socket: string, private readonly log: Logger, private readonly binary = 'systemd-notify') {}
+
+  /**
+   * Only when started by systemd with a notify socket (or, for a new primary
+   * of an upgrade, handed the old one's). The variable is removed from the
+   * environment: workers and the app must not think they are the one to
+   * notify; an upgrade passes it on explicitly.
+   */
+  static fromEnvironment(env: NodeJS.ProcessEnv, log: Logger, inherited?: string): SystemdNotifier | undefined {
+    const socket = inherited ?? env.NOTIFY_SOCKET;
     delete env.NOTIFY_SOCKET;
     return socket ? new SystemdNotifier(socket, log) : undefined;
   }
 
+  /** A new primary: hold READY=1 until it takes over (`takeOver()`). */
+  holdReady(): void {
+    this.mayBeReady = false;
+  }
+
+  /** Every message carries --pid=this process (systemd-notify sends it as MAINPID=): READY=1 now makes it the unit's main process. */
+  takeOver(): void {
+    this.mayBeReady = true;
+    if (this.readyPending !== undefined) this.ready(this.readyPending);
+  }
+
   ready(generation: number): void {
+    if (!this.mayBeReady) {
+      this.readyPending = generation;
+      return;
+    }
+    this.readyPending = undefined;
     this.send('READY=1', `STATUS=serving, generation ${generation}`);
   }
 

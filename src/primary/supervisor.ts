@@ -6,11 +6,17 @@
 // the serving generation is retired only once every worker of its successor
 // is ready.
 //
-//   state      | reload            | stop                 | unplanned worker exit
-//   starting   | remember one      | abort boot, exit 0   | exit 3 with its error
-//   running    | start reload      | drain all, exit 0    | respawn with backoff
-//   reloading  | remember one      | abandon, drain all   | new gen: roll back; old: respawn
-//   stopping   | ignore, log       | 2nd = stop-now       | count it down
+//   state      | reload            | upgrade           | stop                 | unplanned worker exit
+//   starting   | remember one      | refuse            | abort boot, exit 0   | exit 3 with its error
+//   running    | start reload      | start upgrade     | drain all, exit 0    | respawn with backoff
+//   reloading  | remember one      | refuse            | abandon, drain all   | new gen: roll back; old: respawn
+//   upgrading  | refuse            | refuse            | kill new primary,    | respawn with backoff
+//              |                   |                   |   drain all          |
+//   stopping   | ignore, log       | refuse            | 2nd = stop-now       | count it down
+//
+// An upgrade ends in `stopping` too once the new primary serves: this one
+// drains its workers as on a reload (no readiness 503, no shutdown delay)
+// and exits 0, leaving the shared sockets and files to its successor.
 import { availableParallelism } from 'node:os';
 import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult, type LogFormat } from '../config.js';
 import type { Logger } from '../log.js';
@@ -21,7 +27,7 @@ import type { Dispatcher } from './dispatcher.js';
 import { Generation } from './generation.js';
 import { WorkerHandle, type Spawner } from './worker-handle.js';
 
-export type State = 'starting' | 'running' | 'reloading' | 'stopping' | 'stopped';
+export type State = 'starting' | 'running' | 'reloading' | 'upgrading' | 'stopping' | 'stopped';
 
 export type ReloadOutcome =
   | { readonly ok: true; readonly generation: number; readonly durationMs: number }
@@ -29,13 +35,30 @@ export type ReloadOutcome =
 
 export type ScaleOutcome = { readonly ok: true; readonly workers: number } | { readonly ok: false; readonly reason: string };
 
+export type UpgradeOutcome =
+  | { readonly ok: true; readonly pid: number; readonly node: string }
+  /** `exitCode`: what `baton upgrade` exits with (78: the new primary's config is invalid). */
+  | { readonly ok: false; readonly kind: 'rejected' | 'failed' | 'abandoned'; readonly reason: string; readonly exitCode: number };
+
+/** Starting a new primary (upgrade.ts), behind a seam. */
+export interface Upgrader {
+  /** Starts the new primary; its progress comes back as 'upgrade-serving' / 'upgrade-failed' events. */
+  start(node: string, generation: number): void;
+  /** Rolls back: kills the new primary. */
+  abort(): void;
+  /** It serves: stop accepting and answering, and let it take over. */
+  handOver(): void;
+}
+
 /** Commands come from signals and the control socket. */
 export type Command =
   | { readonly type: 'reload'; readonly source: string; readonly reply?: (outcome: ReloadOutcome) => void }
   | { readonly type: 'stop'; readonly source: string }
   | { readonly type: 'stop-now'; readonly source: string }
   /** Set the worker count (`to`) or change it by `delta`; never below 1. */
-  | { readonly type: 'scale'; readonly source: string; readonly to?: number; readonly delta?: number; readonly reply?: (outcome: ScaleOutcome) => void };
+  | { readonly type: 'scale'; readonly source: string; readonly to?: number; readonly delta?: number; readonly reply?: (outcome: ScaleOutcome) => void }
+  /** Replace this primary by a new one started with `node` (default: this Node). */
+  | { readonly type: 'upgrade'; readonly source: string; readonly node?: string; readonly reply?: (outcome: UpgradeOutcome) => void };
 
 /** What metrics and the service manager want to hear about; all optional. */
 export interface SupervisorObserver {
@@ -48,6 +71,8 @@ export interface SupervisorObserver {
   workerRespawned?(): void;
   workerMetrics?(worker: WorkerHandle, metrics: readonly unknown[]): void;
   workerExited?(worker: WorkerHandle): void;
+  /** The first generation could not boot (before the exit). */
+  startupFailed?(reason: string): void;
 }
 
 type Event =
@@ -58,7 +83,9 @@ type Event =
   | { readonly type: 'drain-deadline'; readonly worker: WorkerHandle }
   | { readonly type: 'respawn'; readonly generation: number }
   | { readonly type: 'shutdown-delay-over' }
-  | { readonly type: 'force-exit' };
+  | { readonly type: 'force-exit' }
+  | { readonly type: 'upgrade-serving'; readonly pid: number; readonly node: string }
+  | { readonly type: 'upgrade-failed'; readonly reason: string; readonly exitCode: number };
 
 export interface Clock {
   now(): number;
@@ -95,6 +122,12 @@ export interface SupervisorDeps {
   readonly logOutput: () => StatusSnapshot['logOutput'];
   /** How many workers of a reload's generation boot at once (default: half the CPUs, at least 1). */
   readonly bootConcurrency?: number;
+  /** Starts a new primary on `baton upgrade`; without it upgrades are refused. */
+  readonly upgrader?: Upgrader;
+  /** Generations are numbered after this one (a new primary goes on from its predecessor's). */
+  readonly lastGeneration?: number;
+  /** The primary this one replaced, for status. */
+  readonly upgradedFrom?: { readonly pid: number; readonly node: string };
 }
 
 /** Exit codes, as documented in the README. */
@@ -128,18 +161,32 @@ export class Supervisor {
   /** A count set by scaling; holds across reloads until WORKERS changes. */
   private scaleOverride: number | undefined;
   private lastReload: ReloadRecord | null = null;
+  private upgradeReply: ((o: UpgradeOutcome) => void) | undefined;
+  /** Draining because a new primary took over (not a shutdown). */
+  private handedOver = false;
   private readonly startedAt: number;
 
   private readonly bootConcurrency: number;
 
   constructor(private readonly deps: SupervisorDeps, initial: LoadedConfig) {
     this.loaded = initial;
+    this.generationSeq = deps.lastGeneration ?? 0;
     this.bootConcurrency = deps.bootConcurrency ?? Math.max(1, Math.floor(availableParallelism() / 2));
     this.startedAt = deps.clock.now();
   }
 
   get currentState(): State {
     return this.state;
+  }
+
+  /** Serving, and keeping its generation whole (respawns). */
+  private get serving(): boolean {
+    return this.state === 'running' || this.state === 'reloading' || this.state === 'upgrading';
+  }
+
+  /** A new primary took over: shared sockets and files are its now. */
+  get upgraded(): boolean {
+    return this.handedOver;
   }
 
   /** Every live worker, of any generation. */
@@ -189,6 +236,13 @@ export class Supervisor {
         return this.stopNow(ev.source);
       case 'scale':
         return this.onScale(ev);
+      case 'upgrade':
+        log.info({ source: ev.source, state: this.state, node: ev.node }, 'upgrade requested');
+        return this.onUpgrade(ev);
+      case 'upgrade-serving':
+        return this.onUpgradeServing(ev.pid, ev.node);
+      case 'upgrade-failed':
+        return this.onUpgradeFailed(ev.reason, ev.exitCode);
       case 'worker-message':
         return this.onWorkerMessage(ev.worker, ev.msg);
       case 'worker-exit':
@@ -205,7 +259,7 @@ export class Supervisor {
         if (this.state === 'stopping') this.exitCode = EXIT.failed;
         return ev.worker.proc.kill();
       case 'respawn':
-        if (this.current?.id === ev.generation && (this.state === 'running' || this.state === 'reloading')) this.fill(this.current);
+        if (this.current?.id === ev.generation && this.serving) this.fill(this.current);
         return;
       case 'shutdown-delay-over':
         if (this.state === 'stopping' && this.delayingStop) this.closeAndDrain();
@@ -233,12 +287,66 @@ export class Supervisor {
         this.deps.log.info({ source, state: this.state }, 'reload queued: it runs when the current one ends');
         return;
       }
+      case 'upgrading':
+        this.deps.log.warn({ source }, 'reload refused: an upgrade of the primary is in progress');
+        reply?.({ ok: false, kind: 'rejected', reason: 'an upgrade of the primary is in progress: reload once it has ended' });
+        return;
       case 'stopping':
       case 'stopped':
         this.deps.log.warn({ source }, 'reload ignored: shutting down');
         reply?.({ ok: false, kind: 'rejected', reason: 'shutting down' });
         return;
     }
+  }
+
+  // ---- upgrade of the primary ---------------------------------------------
+
+  private onUpgrade(cmd: Extract<Command, { type: 'upgrade' }>): void {
+    const refuse = (reason: string): void => {
+      this.deps.log.warn({ source: cmd.source }, `upgrade refused: ${reason}`);
+      cmd.reply?.({ ok: false, kind: 'rejected', reason, exitCode: EXIT.failed });
+    };
+    const upgrader = this.deps.upgrader;
+    if (!upgrader) return refuse('this primary cannot be upgraded in place');
+    if (process.pid === 1) return refuse('this primary is PID 1 (a container): it cannot be replaced in place; roll out a new image instead');
+    switch (this.state) {
+      case 'running': break;
+      case 'reloading': return refuse('a reload is in progress: upgrade once it has ended');
+      case 'upgrading': return refuse('an upgrade is already in progress');
+      case 'starting': return refuse('still starting up');
+      default: return refuse('shutting down');
+    }
+    const node = cmd.node ?? process.execPath;
+    this.state = 'upgrading';
+    this.upgradeReply = cmd.reply;
+    this.deps.log.info({ node, generation: this.generationSeq }, 'upgrade started: starting a new primary');
+    upgrader.start(node, this.generationSeq);
+  }
+
+  private onUpgradeServing(pid: number, node: string): void {
+    if (this.state !== 'upgrading') return;
+    const log = this.deps.log;
+    log.info({ newPrimary: pid, node }, 'the new primary serves: handing over, draining this one');
+    this.deps.upgrader?.handOver();
+    this.upgradeReply?.({ ok: true, pid, node });
+    this.upgradeReply = undefined;
+    // As on a reload: the new primary serves, this one's workers drain.
+    this.state = 'stopping';
+    this.handedOver = true;
+    this.stopStartedAt = this.deps.clock.now();
+    this.endPendingReloads('the primary was upgraded');
+    this.deps.stopAccepting();
+    if (this.current) this.retire(this.current, 'reload');
+    if (this.live.size === 0) this.finish();
+  }
+
+  private onUpgradeFailed(reason: string, exitCode: number): void {
+    if (this.state !== 'upgrading') return;
+    this.state = 'running';
+    const kind = exitCode === EXIT.config ? 'rejected' : 'failed';
+    this.deps.log.error({ reason, exitCode }, `upgrade ${kind}: ${reason}; this primary keeps serving`);
+    this.upgradeReply?.({ ok: false, kind, reason, exitCode: exitCode === EXIT.config ? EXIT.config : EXIT.failed });
+    this.upgradeReply = undefined;
   }
 
   private startReload(): void {
@@ -296,7 +404,7 @@ export class Supervisor {
       return this.endReload({ ok: true, generation: gen.id, durationMs });
     }
     this.state = 'running';
-    log.info({ ...this.deps.address(), ...fields }, 'ready');
+    log.info({ ...this.deps.address(), listeners: this.deps.listeners(), ...fields }, 'ready');
     this.tell((o) => o.ready?.(gen.id));
     this.runQueuedReload();
   }
@@ -307,6 +415,7 @@ export class Supervisor {
     for (const w of gen.workers) this.abandon(w);
     if (this.state === 'starting') {
       log.fatal({ reason }, `startup failed: ${reason}`);
+      this.tell((o) => o.startupFailed?.(reason));
       return this.stopNow('startup failed', EXIT.bootFailed);
     }
     log.error({ failedGeneration: gen.id, reason }, `reload failed: ${reason}; generation ${this.current?.id} keeps serving`);
@@ -424,7 +533,7 @@ export class Supervisor {
         if (worker.state !== 'ready') return;
         log.warn({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id }, 'the app closed its server: the worker drains and is replaced');
         this.drain(worker, 'scale-down', false);
-        if (worker.gen === this.current && (this.state === 'running' || this.state === 'reloading')) this.fill(worker.gen);
+        if (worker.gen === this.current && this.serving) this.fill(worker.gen);
         return;
       case 'forced-close':
         log.warn({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id, closed: msg.closed }, `worker closed ${msg.closed} connections still open at the drain deadline`);
@@ -455,7 +564,7 @@ export class Supervisor {
     if (!worker.planned) {
       if (worker.gen === this.next) {
         this.failGeneration(worker.gen, worker.failure ?? describeExit(worker.pid, code, signal));
-      } else if (worker.gen === this.current && (this.state === 'running' || this.state === 'reloading')) {
+      } else if (worker.gen === this.current && this.serving) {
         this.scheduleRespawn(worker);
       }
     }
@@ -577,8 +686,10 @@ export class Supervisor {
       uptimeMs: Math.round(now - this.startedAt),
       memory: (({ rss, heapUsed, heapTotal }) => ({ rss, heapUsed, heapTotal }))(process.memoryUsage()),
       logOutput: this.deps.logOutput(),
-      address: this.deps.address(),
+      listeners: this.deps.listeners(),
       metrics,
+      upgradedFrom: this.deps.upgradedFrom ?? null,
+      node: process.version,
     };
   }
 
@@ -587,6 +698,12 @@ export class Supervisor {
   private beginStop(source: string): void {
     const log = this.deps.log;
     const was = this.state;
+    if (was === 'upgrading') {
+      log.warn('upgrade abandoned: shutting down');
+      this.deps.upgrader?.abort();
+      this.upgradeReply?.({ ok: false, kind: 'abandoned', reason: 'shutting down', exitCode: EXIT.failed });
+      this.upgradeReply = undefined;
+    }
     this.state = 'stopping';
     this.stopStartedAt = this.deps.clock.now();
     log.info({ source, was }, 'shutdown started');
@@ -629,6 +746,7 @@ export class Supervisor {
     const log = this.deps.log;
     if (this.state === 'stopped') return;
     if (exitCode === EXIT.failed) log.warn({ source, workers: this.live.size }, 'forced shutdown: killing workers');
+    if (this.state === 'upgrading') this.deps.upgrader?.abort();
     if (this.state !== 'stopping') {
       this.stopStartedAt = this.deps.clock.now();
       this.tell((o) => o.stopping?.());
@@ -655,7 +773,8 @@ export class Supervisor {
   private finish(): void {
     this.state = 'stopped';
     const durationMs = Math.round(this.deps.clock.now() - this.stopStartedAt);
-    const msg = this.exitCode === EXIT.ok ? 'shutdown complete' : 'shutdown complete with errors';
+    const msg = this.handedOver ? (this.exitCode === EXIT.ok ? 'handed over to the new primary: exiting' : 'handed over to the new primary: exiting with errors')
+      : this.exitCode === EXIT.ok ? 'shutdown complete' : 'shutdown complete with errors';
     this.deps.log.info({ exitCode: this.exitCode, durationMs }, msg);
     this.deps.exit(this.exitCode);
   }

@@ -97,7 +97,7 @@ export async function runWorker(): Promise<void> {
   let host: ServerHost | undefined;
   const tracker = new ConnectionTracker({
     idleTimeoutMs: () => host?.keepAliveTimeoutMs() ?? config.keepAliveTimeoutMs,
-    shutdownIdleMs: 0,
+    shutdownIdleMs: config.shutdownIdleCloseMs,
     spreadMs: config.drainSpreadMs,
     longLivedSpreadMs: longLivedSpreadMs(config),
   });

@@ -34,6 +34,7 @@ export function envText(values) {
  *   args?: string[],
  *   files?: Record<string, string>,   // written into the primary's directory before it starts
  *   viaCli?: boolean,                 // `baton start ...args` instead of `node dist/primary.js ...args`
+ *   wrap?: string[],                  // a command that execs the primary (systemd-socket-activate -l ADDR)
  *   waitReady?: boolean,
  *   t?: { teardown(fn: () => unknown): void },
  * }} [options]
@@ -49,7 +50,8 @@ export async function startBaton(options = {}) {
 
   // A clean environment: a PORT set where the tests run must not win over the test's .env.
   const entry = options.viaCli ? [join(ROOT, 'dist', 'cli.js'), 'start'] : [PRIMARY];
-  const child = spawn(process.execPath, [...entry, ...(options.args ?? [])], {
+  const [command, ...prefix] = options.wrap ?? [process.execPath];
+  const child = spawn(/** @type {string} */ (command), [...prefix, ...(options.wrap ? [process.execPath] : []), ...entry, ...(options.args ?? [])], {
     cwd: dir,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...options.processEnv },
     detached: true, // its own process group: teardown kills the whole group
