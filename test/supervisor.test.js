@@ -19,6 +19,8 @@ function config(env) {
 
 /** @param {Record<string, string>} [env] @param {{ bootConcurrency?: number }} [opts] */
 function harness(env = {}, opts = {}) {
+  /** What the fake upgrader was asked. @type {string[]} */
+  const upgrades = [];
   /** @type {{ pid: number, sent: any[], killed: boolean, events: any, alive: boolean }[]} */
   const procs = [];
   /** @type {{ at: number, fn: () => void, id: number }[]} */
@@ -66,6 +68,11 @@ function harness(env = {}, opts = {}) {
     logOutput: () => ({ mode: 'sync', bufferedBytes: 0, droppedLines: 0 }),
     output: () => ({ format: 'json', colors: false }),
     bootConcurrency: opts.bootConcurrency ?? 16,
+    upgrader: {
+      start: (node, generation) => { upgrades.push(`start ${node} after ${generation}`); },
+      abort: () => { upgrades.push('abort'); },
+      handOver: () => { upgrades.push('handover'); },
+    },
   }, nextConfig.ok ? nextConfig.loaded : /** @type {never} */ (undefined));
 
   self = sup;
@@ -80,7 +87,7 @@ function harness(env = {}, opts = {}) {
   const settle = async () => { for (let i = 0; i < 5; i++) await tick(); };
 
   return {
-    sup, procs, logs, exits,
+    sup, procs, logs, exits, upgrades,
     get stoppedAccepting() { return stoppedAccepting; },
     /** @param {Record<string, string> | { ok: false, errors: any[], envFile: string }} next */
     setConfig(next) { nextConfig = 'ok' in next ? /** @type {any} */ (next) : config(next); },
@@ -312,4 +319,60 @@ test('the drain deadline kills a worker that does not finish', async (t) => {
   t.false(h.procs[1].killed);
   t.is(h.logged('worker did not drain in time; killing it').length, 1);
   t.is(h.logged('generation retired').length, 1);
+});
+
+test('upgrade: a reload or a second upgrade meanwhile is refused; a failed new primary leaves this one running', async (t) => {
+  const h = harness();
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'upgrade', source: 'test', node: '/usr/bin/node', reply: (o) => replies.push(o) });
+  await h.settle();
+  t.is(h.sup.currentState, 'upgrading');
+  t.deepEqual(h.upgrades, ['start /usr/bin/node after 1']);
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  h.sup.enqueue({ type: 'upgrade', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  t.like(replies[0], { ok: false, kind: 'rejected', reason: 'an upgrade of the primary is in progress: reload once it has ended' });
+  t.like(replies[1], { ok: false, kind: 'rejected', reason: 'an upgrade is already in progress' });
+  h.sup.enqueue({ type: 'upgrade-failed', reason: 'invalid config: WORKERS', exitCode: 78 });
+  await h.settle();
+  t.is(h.sup.currentState, 'running');
+  t.like(replies[2], { ok: false, kind: 'rejected', exitCode: 78 });
+  t.is(h.procs.filter((p) => p.alive).length, 2, 'its workers never heard of it');
+});
+
+test('upgrade: once the new primary serves, this one hands over and drains as on a reload (no shutdown), then exits 0', async (t) => {
+  const h = harness();
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'upgrade', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  h.sup.enqueue({ type: 'upgrade-serving', pid: 4242, node: 'v99' });
+  await h.settle();
+  t.deepEqual(replies, [{ ok: true, pid: 4242, node: 'v99' }]);
+  t.deepEqual(h.upgrades.slice(1), ['handover']);
+  t.is(h.stoppedAccepting, 1);
+  t.true(h.sup.upgraded);
+  for (const p of h.procs) t.deepEqual(p.sent.filter((m) => m.type !== 'init').map((m) => m.type + ':' + m.reason), ['drain:reload'], 'drained as on a reload');
+  t.false(h.procs.some((p) => p.sent.some((m) => m.type === 'unready')), 'readiness never turned 503');
+  for (const p of h.procs) h.drained(p);
+  await h.settle();
+  t.deepEqual(h.exits, [0]);
+  t.is(h.logged('handed over to the new primary: exiting').length, 1);
+});
+
+test('upgrade: a stop during it kills the new primary, then shuts down as usual', async (t) => {
+  const h = harness();
+  await running(h);
+  h.sup.enqueue({ type: 'upgrade', source: 'test' });
+  await h.settle();
+  h.sup.enqueue({ type: 'stop', source: 'SIGTERM' });
+  await h.settle();
+  t.deepEqual(h.upgrades.slice(1), ['abort']);
+  t.is(h.sup.currentState, 'stopping');
+  for (const p of h.procs) h.drained(p);
+  await h.settle();
+  t.deepEqual(h.exits, [0]);
 });

@@ -61,3 +61,18 @@ async function listener(t) {
   t.true(await pollUntil(() => notify.messages.length >= 6, 5000));
   t.is(notify.messages[5], `MAINPID=${baton.pid} | STOPPING=1 | STATUS=shutting down`);
 });
+
+(haveTools ? test : test.skip)('an upgrade under systemd: the new primary becomes the main process (MAINPID= with READY=1) once it takes over; the old one sends no STOPPING=1', async (t) => {
+  const notify = await listener(t);
+  const baton = await startBaton({ t, processEnv: { NOTIFY_SOCKET: notify.path } });
+  t.true(await pollUntil(() => notify.messages.length >= 1, 5000));
+  const { execFile } = await import('node:child_process');
+  const out = await new Promise((resolve) => execFile(process.execPath, [join(FIXTURES, '..', '..', 'dist', 'cli.js'), 'upgrade'], { cwd: baton.dir, env: { PATH: process.env.PATH } }, (err, stdout) => resolve(err ? String(err) : stdout)));
+  const pid = Number(/primary (\d+)/.exec(String(out))?.[1]);
+  t.true(pid > 0, String(out));
+  t.true(await pollUntil(() => notify.messages.some((m) => m.startsWith(`MAINPID=${pid} | READY=1`)), 5000), JSON.stringify(notify.messages));
+  await baton.waitProcessExit();
+  t.false(notify.messages.some((m) => m === `MAINPID=${baton.pid} | STOPPING=1 | STATUS=shutting down`), 'the old primary did not say it stops');
+  process.kill(pid, 'SIGTERM');
+  t.true(await pollUntil(() => notify.messages.some((m) => m.startsWith(`MAINPID=${pid} | STOPPING=1`)), 5000));
+});
