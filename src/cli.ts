@@ -9,6 +9,7 @@ import dotenv from 'dotenv';
 import { DEFAULT_ENV_FILE, KEYS, loadConfig, type ConfigError } from './config.js';
 import { NoPrimaryError, sendRequest, type ControlRequest, type ControlResponse, type StatusSnapshot } from './control.js';
 import { runPrimary } from './primary/main.js';
+import { appDirOf, runtimeBase, runtimePath } from './runtime-paths.js';
 import { withTls } from './tls-material.js';
 import { EXIT } from './primary/supervisor.js';
 
@@ -60,16 +61,22 @@ function ms(raw: string | undefined, fallback: number): number {
   return Number(raw);
 }
 
-/** Where the primary's control socket is: flag > environment > .env > default. */
+/**
+ * Where the primary's control socket is: flag > environment > .env > default,
+ * found as the primary finds it (runtime-paths.ts): the .env in APP_DIR, a
+ * relative path taken against the directory the .env file really is in.
+ */
 function socketPath(flag: string | undefined, envFileFlag: string | undefined): string {
   if (flag) return flag;
-  if (process.env.CONTROL_SOCKET) return process.env.CONTROL_SOCKET;
-  const envFile = resolve(envFileFlag ?? process.env.ENV_FILE ?? DEFAULT_ENV_FILE);
+  const appDir = appDirOf(process.env.APP_DIR, process.env);
+  const envFile = resolve(appDir, envFileFlag ?? process.env.ENV_FILE ?? DEFAULT_ENV_FILE);
+  const base = runtimeBase(envFile, appDir);
+  if (process.env.CONTROL_SOCKET) return runtimePath(base, process.env.CONTROL_SOCKET);
   if (existsSync(envFile)) {
     const fromFile = dotenv.parse(readFileSync(envFile)).CONTROL_SOCKET;
-    if (fromFile) return fromFile;
+    if (fromFile) return runtimePath(base, fromFile);
   }
-  return KEYS.CONTROL_SOCKET.default();
+  return runtimePath(base, KEYS.CONTROL_SOCKET.default());
 }
 
 async function ask(socket: string, req: ControlRequest, timeoutMs: number): Promise<{ response: ControlResponse; closed: Promise<void> }> {
@@ -203,15 +210,22 @@ async function main(argv: readonly string[]): Promise<void> {
       }
       case 'check': {
         if (positionals.length > 1) throw new UsageError('check takes one app module at most');
+        const appDir = appDirOf(process.env.APP_DIR, process.env);
         const envFile = values['env-file'] ?? process.env.ENV_FILE ?? DEFAULT_ENV_FILE;
-        const result = withTls(loadConfig({ envFile, environment: process.env, flags: positionals[0] === undefined ? {} : { APP_MODULE: positionals[0] } }), process.cwd());
+        const loadedConfig = loadConfig({ envFile, environment: process.env, cwd: appDir, flags: positionals[0] === undefined ? {} : { APP_MODULE: positionals[0] } });
+        const dir = loadedConfig.ok ? resolve(appDir, loadedConfig.loaded.config.appDir || '.') : appDir;
+        const result = withTls(loadedConfig, dir);
         if (!result.ok) {
           process.stderr.write(`baton: invalid config in ${result.envFile}:\n`);
           printErrors(result.errors);
           process.exit(CLI_EXIT.config);
         }
         const c = result.loaded.config;
-        if (c.appModule !== '' && !existsSync(resolve(c.appModule))) {
+        if (!existsSync(dir)) {
+          process.stderr.write(`baton: invalid config in ${result.loaded.envFile}:\n  APP_DIR ${dir}: no such directory\n`);
+          process.exit(CLI_EXIT.config);
+        }
+        if (c.appModule !== '' && !existsSync(resolve(dir, c.appModule))) {
           process.stderr.write(`baton: invalid config in ${result.loaded.envFile}:\n  APP_MODULE ${c.appModule}: no such file\n`);
           process.exit(CLI_EXIT.config);
         }

@@ -28,6 +28,8 @@ export interface Config {
   readonly workers: number;
   readonly message: string;
   readonly appModule: string;
+  /** APP_DIR as set (empty: the default, see runtime-paths.ts). */
+  readonly appDir: string;
   readonly readyTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly keepAliveTimeoutMs: number;
@@ -188,7 +190,11 @@ export const KEYS = {
   },
   APP_MODULE: {
     field: 'appModule', default: () => '', reloadable: true, parse: (raw) => raw.trim(),
-    doc: 'Path (relative to the working directory) of the app module workers serve; empty means the built-in demo.',
+    doc: 'Path (relative to APP_DIR) of the app module workers serve; empty means the built-in demo.',
+  },
+  APP_DIR: {
+    field: 'appDir', default: () => '', reloadable: true, parse: (raw) => raw.trim(),
+    doc: 'The directory the app runs from, re-resolved at every reload (a release symlink such as current/ is followed anew): APP_MODULE is taken against it, and it is the workers\' working directory. Empty: $PWD when it leads to the working directory, else the working directory. The .env file is found in it when APP_DIR comes from the environment or a flag.',
   },
   READY_TIMEOUT_MS: {
     field: 'readyTimeoutMs', default: () => '30000', reloadable: true, parse: integer(100, 3_600_000),
@@ -240,11 +246,11 @@ export const KEYS = {
   },
   CONTROL_SOCKET: {
     field: 'controlSocket', default: () => 'baton.sock', reloadable: false, parse: socketPath,
-    doc: 'Unix socket the `baton` CLI talks to (mode 0600), relative to the working directory unless absolute.',
+    doc: 'Unix socket the `baton` CLI talks to (mode 0600); a relative path is taken against the directory the .env file really is in (symlinks resolved), else APP_DIR.',
   },
   PID_FILE: {
     field: 'pidFile', default: () => 'baton.pid', reloadable: false, parse: nonEmpty,
-    doc: 'File the primary writes its pid to (removed on exit), relative to the working directory unless absolute.',
+    doc: 'File the primary writes its pid to (removed on exit); relative like CONTROL_SOCKET.',
   },
   METRICS_PORT: {
     field: 'metricsPort', default: () => '', reloadable: false, parse: optionalPort,
@@ -297,6 +303,8 @@ export interface LoadedConfig {
   readonly fileValues: Readonly<Record<string, string>>;
   readonly envFile: string;
   readonly fileFound: boolean;
+  /** Where its generation runs from: APP_DIR's real path now, and the worker code to run (resolved at load). */
+  readonly place?: { readonly dir: string; readonly workerEntry: string };
   /** The certificate and key this config names, read and checked (tls-material.ts); never logged. */
   readonly tls?: import('./tls-material.js').TlsMaterial | undefined;
   /** Things worth saying about it (a certificate about to expire). */

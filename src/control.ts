@@ -26,6 +26,8 @@ export type WorkerStatus = {
   readonly inFlight: number;
   /** Upgraded (WebSocket) connections it holds. */
   readonly upgraded: number;
+  /** The directory it runs from (APP_DIR's real path when its generation started). */
+  readonly dir: string;
 };
 
 export type ReloadRecord = {
@@ -52,6 +54,8 @@ export type StatusSnapshot = {
   readonly logOutput: { readonly mode: string; readonly bufferedBytes: number; readonly droppedLines: number };
   /** Every address the primary listens on. */
   readonly listeners: readonly ListenerInfo[];
+  /** The directory the serving generation runs from. */
+  readonly appDir: string;
   readonly metrics: { readonly host: string; readonly port: number } | null;
   /** The primary this one replaced (`baton upgrade`), if any. */
   readonly upgradedFrom: { readonly pid: number; readonly node: string } | null;

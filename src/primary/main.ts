@@ -3,10 +3,12 @@
 // happens in the supervisor's event loop. A primary started by `baton
 // upgrade` inherits its sockets from the one it replaces (upgrade.ts) and
 // takes the control socket, metrics and PID file over once it serves.
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { DEFAULT_ENV_FILE, describeConfig, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type Config, type ConfigKey, type ListenAddress } from '../config.js';
+import { DEFAULT_ENV_FILE, describeConfig, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type Config, type ConfigKey, type ListenAddress, type LoadResult } from '../config.js';
+import { appDirOf, runtimeBase, runtimePath, workerEntryFor } from '../runtime-paths.js';
 import type { ListenerInfo } from '../protocol.js';
 import { createLogger, flushOutput, outputStyle, reassertNonblockingOutput, serializeError, setOutputBound, stderr, stdout, usesPrettyLogs } from '../log.js';
 import { withTls } from '../tls-material.js';
@@ -76,6 +78,12 @@ function describeListener(l: ListenerInfo): string {
   return l.kind === 'unix' ? `unix:${l.path}` : l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`;
 }
 
+/** This primary's own arguments (after `baton start`, or after dist/primary.js). */
+function primaryArgs(argv: readonly string[]): string[] {
+  const script = argv[1] ?? '';
+  return /cli\.js$/.test(script) && argv[2] === 'start' ? argv.slice(3) : argv.slice(2);
+}
+
 /** How long an old primary waits for its successor to say it owns everything, before exiting anyway. */
 const OWNER_ACK_MS = 5000;
 
@@ -102,8 +110,26 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     process.stderr.write(`baton: cannot take over from the old primary: ${(err as Error).message}\n`);
     process.exit(EXIT.failed);
   }
-  const envFile = args.envFile ?? environment.ENV_FILE ?? DEFAULT_ENV_FILE;
-  const load = () => withTls(loadConfig({ envFile, environment, flags: args.flags }), process.cwd());
+  // APP_DIR (a symlink, perhaps) and the .env file in it are found anew at
+  // every reload (runtime-paths.ts).
+  const appDir = appDirOf(args.flags.APP_DIR ?? environment.APP_DIR, environment);
+  const envFile = resolve(appDir, args.envFile ?? environment.ENV_FILE ?? DEFAULT_ENV_FILE);
+  const ownWorkerEntry = fileURLToPath(new URL('../worker.js', import.meta.url));
+  const load = (): LoadResult => {
+    const result = loadConfig({ envFile, environment, flags: args.flags, cwd: appDir });
+    if (!result.ok) return result;
+    const given = result.loaded.config.appDir;
+    let dir: string;
+    try {
+      dir = realpathSync(resolve(appDir, given || '.'));
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such directory' : (err as Error).message;
+      return { ok: false, envFile: result.loaded.envFile, errors: [{ key: 'APP_DIR', message: `APP_DIR ${given || appDir}: ${why}` }] };
+    }
+    const placed = { ...result, loaded: Object.freeze({ ...result.loaded, place: { dir, workerEntry: workerEntryFor(dir, ownWorkerEntry) } }) };
+    // Certificate paths are taken against the app's directory too.
+    return withTls(placed, dir);
+  };
   const first = load();
   const format = first.ok ? first.loaded.config.logFormat : LOG_FORMATS.find((f) => f === environment.LOG_FORMAT) ?? 'auto';
   const log = createLogger({ role: 'primary', level: 'info', format, generation: () => supervisor?.generation ?? 0 });
@@ -124,7 +150,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     return exit(code);
   };
 
-  log.info({ node: process.version, envFile, cwd: process.cwd(), ...(inheritance ? { upgradingFrom: inheritance.previous } : {}) }, 'starting up');
+  log.info({ node: process.version, envFile, appDir, cwd: process.cwd(), ...(inheritance ? { upgradingFrom: inheritance.previous } : {}) }, 'starting up');
   if (!first.ok) {
     for (const e of first.errors) log.fatal({ key: e.key, envFile: first.envFile }, `invalid config: ${e.message}`);
     stderr().write(`baton: invalid config:\n${first.errors.map((e) => `  ${e.message}`).join('\n')}\n`);
@@ -143,6 +169,10 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   const shadowed = shadowedKeys(loaded, environment);
   if (shadowed.length > 0) log.info({ keys: shadowed }, 'these .env keys are overridden by the environment or flags');
   const c = loaded.config;
+  // Fixed for the primary's life, in a place that outlives a release switch.
+  const base = runtimeBase(envFile, appDir);
+  const controlSocketPath = runtimePath(base, c.controlSocket);
+  const pidFile = runtimePath(base, c.pidFile);
 
   // The control socket first: a second primary started in the same
   // directory is refused here, before it touches anything else.
@@ -153,16 +183,16 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     control = inheritedControlServer(inheritance.control.fd, inheritance.control.path, (req) => handleControl(req), onControlError);
   } else {
     try {
-      control = await startControlServer(c.controlSocket, (req) => handleControl(req), onControlError);
+      control = await startControlServer(controlSocketPath, (req) => handleControl(req), onControlError);
     } catch (err) {
       if (err instanceof ControlSocketInUse) {
         stderr().write(`baton: refusing to start: ${err.message}\n`);
-        return fatal(EXIT.listenFailed, `refusing to start: ${err.message}`, { controlSocket: c.controlSocket });
+        return fatal(EXIT.listenFailed, `refusing to start: ${err.message}`, { controlSocket: controlSocketPath });
       }
-      return fatal(EXIT.listenFailed, `cannot listen on control socket ${c.controlSocket}: ${(err as Error).message}`, { err: serializeError(err) });
+      return fatal(EXIT.listenFailed, `cannot listen on control socket ${controlSocketPath}: ${(err as Error).message}`, { err: serializeError(err) });
     }
   }
-  const controlPath = inheritance?.control.path ?? c.controlSocket;
+  const controlPath = inheritance?.control.path ?? controlSocketPath;
   let handedOver = false;
   cleanups.push(() => {
     control.close();
@@ -231,6 +261,11 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
         generation,
         ...(notifier ? { notifySocket: notifier.socket } : {}),
         ticketKeys: ticketKeys.base64,
+        // The code on disk now: baton as the serving generation found it
+        // (in APP_DIR when installed there: a release layout), in APP_DIR.
+        entry: join(dirname(sup.place?.workerEntry ?? ownWorkerEntry), 'primary.js'),
+        args: primaryArgs(process.argv),
+        cwd: appDir,
       }, {
         serving: (pid, nodeVersion) => sup.enqueue({ type: 'upgrade-serving', pid, node: nodeVersion }),
         failed: (reason, exitCode) => { clearTimeout(successorTimer); sup.enqueue({ type: 'upgrade-failed', reason, exitCode }); },
@@ -257,7 +292,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   };
 
   const sup: Supervisor = new Supervisor({
-    spawner: clusterSpawner(fileURLToPath(new URL('../worker.js', import.meta.url))),
+    spawner: clusterSpawner(ownWorkerEntry),
     clock: realClock,
     loadConfig: load,
     environment,
@@ -312,8 +347,8 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     tookOver = true;
     await control.start();
     if (inheritance?.metrics && !(await startMetrics({ fd: inheritance.metrics.fd }))) return;
-    writePidFile(c.pidFile);
-    cleanups.push(() => removePidFile(c.pidFile));
+    writePidFile(pidFile);
+    cleanups.push(() => removePidFile(pidFile));
     notifier?.takeOver();
     await (notifier?.flushed() ?? Promise.resolve());
     log.info({ why, previous: inheritance?.previous }, 'upgrade complete: this primary owns the sockets, the control socket and the PID file');
@@ -333,8 +368,8 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   };
 
   if (!inheritance) {
-    writePidFile(c.pidFile);
-    cleanups.push(() => removePidFile(c.pidFile));
+    writePidFile(pidFile);
+    cleanups.push(() => removePidFile(pidFile));
     if (c.metricsPort !== undefined && !(await startMetrics({ host: c.metricsHost, port: c.metricsPort }))) return;
   }
 

@@ -199,6 +199,11 @@ export class Supervisor {
     return this.loaded.config;
   }
 
+  /** Where the serving generation runs from, and its worker code. */
+  get place(): LoadedConfig['place'] {
+    return this.loaded.place;
+  }
+
   /** The serving generation (or the booting first one), for log lines. */
   get generation(): number {
     return this.current?.id ?? this.next?.id ?? 0;
@@ -383,7 +388,7 @@ export class Supervisor {
     }
     this.state = 'reloading';
     this.next = this.newGeneration(result.loaded, this.configVersion, requestedAt);
-    log.info({ newGeneration: this.next.id, configVersion: this.configVersion, changed: diff.changed, workers: this.next.size }, 'reload started');
+    log.info({ newGeneration: this.next.id, configVersion: this.configVersion, changed: diff.changed, workers: this.next.size, ...(result.loaded.place ? { dir: result.loaded.place.dir, workerEntry: result.loaded.place.workerEntry } : {}) }, 'reload started');
     this.fill(this.next);
   }
 
@@ -480,7 +485,7 @@ export class Supervisor {
       },
       exit: (code, signal) => this.enqueue({ type: 'worker-exit', worker, code, signal }),
       error: (err) => this.deps.log.error({ err: err.message, workerId: worker.id }, 'worker process error'),
-    });
+    }, gen.loaded.place);
     worker = new WorkerHandle(++this.workerSeq, gen, proc, clock.now());
     gen.workers.add(worker);
     this.live.add(worker);
@@ -674,6 +679,7 @@ export class Supervisor {
       state: w.state === 'booting' ? 'starting' : w.state as 'ready' | 'draining',
       uptimeMs: Math.round(now - w.startedAt),
       served: w.stats.served, inFlight: w.stats.inFlight, upgraded: w.stats.upgraded,
+      dir: w.gen.loaded.place?.dir ?? process.cwd(),
     }));
     return {
       pid: process.pid,
@@ -687,6 +693,7 @@ export class Supervisor {
       memory: (({ rss, heapUsed, heapTotal }) => ({ rss, heapUsed, heapTotal }))(process.memoryUsage()),
       logOutput: this.deps.logOutput(),
       listeners: this.deps.listeners(),
+      appDir: (this.current ?? this.next)?.loaded.place?.dir ?? process.cwd(),
       metrics,
       upgradedFrom: this.deps.upgradedFrom ?? null,
       node: process.version,

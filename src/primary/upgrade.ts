@@ -87,6 +87,10 @@ export interface Handover {
   readonly generation: number;
   readonly notifySocket?: string;
   readonly ticketKeys: string;
+  /** The new primary's script, arguments and working directory. */
+  readonly entry: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
 }
 
 export interface LaunchEvents {
@@ -123,9 +127,9 @@ export class NewPrimary {
       ...(handover.notifySocket ? { notifySocket: handover.notifySocket } : {}),
       previous: { pid: process.pid, node: process.version },
     };
-    const child = spawn(node, [...process.execArgv, ...process.argv.slice(1)], {
-      cwd: process.cwd(),
-      env: { ...process.env, [INHERIT_ENV]: JSON.stringify(inheritance) },
+    const child = spawn(node, [...process.execArgv, handover.entry, ...handover.args], {
+      cwd: handover.cwd,
+      env: { ...process.env, PWD: handover.cwd, [INHERIT_ENV]: JSON.stringify(inheritance) },
       stdio: [0, 1, 2, 'ipc', ...fds] as Parameters<typeof spawn>[2]['stdio'],
     });
     const launched = new NewPrimary(child, events);

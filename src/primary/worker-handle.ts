@@ -22,8 +22,14 @@ export interface WorkerEvents {
   error(err: Error): void;
 }
 
+/** Where a generation's workers run from (APP_DIR's real path) and what they run. */
+export interface Place {
+  readonly dir: string;
+  readonly workerEntry: string;
+}
+
 export interface Spawner {
-  spawn(events: WorkerEvents): WorkerProcess;
+  spawn(events: WorkerEvents, place: Place | undefined): WorkerProcess;
 }
 
 export type WorkerState = 'booting' | 'ready' | 'draining' | 'exited';
@@ -59,9 +65,11 @@ export function clusterSpawner(workerEntry: string): Spawner {
   // Workers never listen through cluster (the primary hands them sockets), so
   // cluster's scheduling does not matter; it gives us fork + IPC with handles.
   // Their stdout and stderr are pipes to the primary (output-relay.ts).
-  cluster.setupPrimary({ exec: workerEntry, args: [], stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const stdio = ['ignore', 'pipe', 'pipe', 'ipc'];
   return {
-    spawn(events) {
+    spawn(events, place) {
+      // Settings per generation: a release switch changes both.
+      cluster.setupPrimary({ exec: place?.workerEntry ?? workerEntry, cwd: place?.dir ?? process.cwd(), args: [], stdio });
       const worker = cluster.fork();
       if (worker.process.stdout) relayLines(worker.process.stdout, stdout);
       if (worker.process.stderr) relayLines(worker.process.stderr, stderr);
