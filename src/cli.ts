@@ -19,7 +19,7 @@ const CLI_EXIT = { ...EXIT, noPrimary: 69, timeout: 75 } as const;
 const USAGE = `Usage: baton <command> [options]
 
 Commands:
-  start [APP] [--port N] [--host ADDR] [--workers N] [--env-file PATH]
+  start [APP] [--port N] [--host ADDR] [--workers N] [--env-file PATH] [--watch]
                          run the primary in the foreground (same as node
                          dist/primary.js); APP: the app module (APP_MODULE)
   reload [--timeout MS]  reload and wait for the outcome: exit 0 when the new

@@ -53,6 +53,8 @@ export interface Config {
   readonly tlsMinVersion: TlsVersion;
   readonly http2: boolean;
   readonly tlsTicketRotateMs: number;
+  readonly watch: boolean;
+  readonly watchPaths: readonly string[];
   /** Keys baton does not know: the app's own settings (e.g. DATABASE_URL). */
   readonly env: Readonly<Record<string, string>>;
 }
@@ -259,6 +261,14 @@ export const KEYS = {
   METRICS_HOST: {
     field: 'metricsHost', default: () => '127.0.0.1', reloadable: false, parse: nonEmpty,
     doc: 'Address of the metrics endpoint (loopback unless you open it).',
+  },
+  WATCH: {
+    field: 'watch', default: () => 'off', reloadable: true, parse: boolean,
+    doc: 'Reload when the .env file changes (saved in place, renamed over, or a Kubernetes ConfigMap update), debounced 300 ms; a reload that turns it off stops watching. Also --watch.',
+  },
+  WATCH_PATHS: {
+    field: 'watchPaths', default: () => '', reloadable: true, parse: (raw) => raw.split(',').map((p) => p.trim()).filter((p) => p !== ''),
+    doc: 'With WATCH: folders (comma-separated, relative to APP_DIR) whose changes also reload, node_modules and .git ignored: a development mode that never drops a request.',
   },
   TLS_CERT_FILE: {
     field: 'tlsCertFile', default: () => '', reloadable: true, parse: optionalPath,

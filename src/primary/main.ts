@@ -4,7 +4,7 @@
 // upgrade` inherits its sockets from the one it replaces (upgrade.ts) and
 // takes the control socket, metrics and PID file over once it serves.
 import { readFileSync, realpathSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { DEFAULT_ENV_FILE, describeConfig, LOG_FORMATS, loadConfig, redacted, shadowedKeys, type Config, type ConfigKey, type ListenAddress, type LoadResult } from '../config.js';
@@ -13,6 +13,7 @@ import type { ListenerInfo } from '../protocol.js';
 import { createLogger, flushOutput, outputStyle, reassertNonblockingOutput, serializeError, setOutputBound, stderr, stdout, usesPrettyLogs } from '../log.js';
 import { withTls } from '../tls-material.js';
 import { Dispatcher } from './dispatcher.js';
+import { ChangeWatcher } from './change-watcher.js';
 import { ControlSocketInUse, inheritedControlServer, startControlServer, type ControlHandler, type ControlServer } from './control-server.js';
 import { ListenError, Listeners } from './listeners.js';
 import { PrimaryMetrics, serveMetrics } from './metrics.js';
@@ -32,6 +33,7 @@ Options (each overrides the environment and the .env file):
   --host ADDR       HOST: address to listen on
   --workers N       WORKERS: worker processes per generation
   --env-file PATH   ENV_FILE: the .env file to read (default ./.env)
+  --watch           WATCH: reload when the .env file (and WATCH_PATHS) change
   -h, --help        show this help
 
 Signals: HUP = rolling reload; TERM, INT, QUIT = ordered shutdown (twice = force);
@@ -55,6 +57,7 @@ export function parsePrimaryArgs(argv: readonly string[]): Args {
       host: { type: 'string' },
       workers: { type: 'string' },
       'env-file': { type: 'string' },
+      watch: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -66,6 +69,7 @@ export function parsePrimaryArgs(argv: readonly string[]): Args {
   if (values.port !== undefined) flags.PORT = values.port;
   if (values.host !== undefined) flags.HOST = values.host;
   if (values.workers !== undefined) flags.WORKERS = values.workers;
+  if (values.watch) flags.WATCH = 'on';
   return { flags, envFile: values['env-file'], help: values.help ?? false };
 }
 
@@ -319,6 +323,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
         if (!o.ok) return;
         setOutputBound(sup.config.logBufferBytes);
         rotateTicketKeys();
+        watchAsConfigured();
       },
       ready: () => { if (inheritance) void serving(); },
       startupFailed: (reason: string) => { if (old) void old.send({ type: 'upgrade-failed', reason, exitCode: EXIT.bootFailed }); },
@@ -330,6 +335,25 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     sup.broadcast({ type: 'ticket-keys', keys });
   });
   rotateTicketKeys();
+  // WATCH follows the serving config: a reload may turn it on or off.
+  const watcher = new ChangeWatcher(
+    (what) => sup.enqueue({ type: 'reload', source: `watch: ${what.slice(0, 3).join(', ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}` }),
+    (problem) => log.warn(problem),
+  );
+  cleanups.push(() => watcher.stop());
+  const watchAsConfigured = (): void => {
+    const cfg = sup.config;
+    const dir = sup.place?.dir ?? appDir;
+    const changed = watcher.configure({
+      enabled: cfg.watch, envFile,
+      paths: cfg.watchPaths.map((p) => resolve(dir, p)),
+      ownFiles: [basename(controlSocketPath), basename(pidFile)],
+    });
+    if (changed && (cfg.watch || watching)) log.info({ envFile, paths: cfg.watchPaths }, cfg.watch ? 'watching for changes: they reload' : 'stopped watching for changes');
+    watching = cfg.watch;
+  };
+  let watching = false;
+  watchAsConfigured();
 
   // ---- a new primary of an upgrade ------------------------------------------
   let isServing = false;

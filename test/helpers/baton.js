@@ -3,9 +3,9 @@
 // process group, on a free port, with its own temp .env, and reads its JSON
 // log lines. Every wait is an event or a poll with a deadline, never a sleep.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -46,7 +46,10 @@ export async function startBaton(options = {}) {
   let envValues = { ...TEST_ENV, ...options.env };
   if (options.rawEnvFile !== undefined) writeFileSync(envPath, options.rawEnvFile);
   else if (!options.noEnvFile) writeFileSync(envPath, envText(envValues));
-  for (const [name, text] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), text);
+  for (const [name, text] of Object.entries(options.files ?? {})) {
+    mkdirSync(dirname(join(dir, name)), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
 
   // A clean environment: a PORT set where the tests run must not win over the test's .env.
   const entry = options.viaCli ? [join(ROOT, 'dist', 'cli.js'), 'start'] : [PRIMARY];
