@@ -26,7 +26,9 @@ ENV NODE_ENV=production \
     PORT=8080 \
     HEALTH_PATH=/healthz \
     CONTROL_SOCKET=/run/baton/baton.sock \
-    PID_FILE=/run/baton/baton.pid
+    PID_FILE=/run/baton/baton.pid \
+    APP_DIR=/app
+# (Docker's exec form sets no $PWD: APP_DIR names the app's directory.)
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
