@@ -25,6 +25,8 @@ export interface Config {
   /** LISTEN: the addresses to listen on, replacing PORT/HOST; undefined: PORT/HOST. */
   readonly listen: readonly ListenAddress[] | undefined;
   readonly unixSocketMode: number;
+  readonly dispatch: 'primary' | 'shared';
+  readonly sticky: 'off' | 'ip';
   readonly workers: number;
   readonly message: string;
   readonly appModule: string;
@@ -181,6 +183,14 @@ export const KEYS = {
   UNIX_SOCKET_MODE: {
     field: 'unixSocketMode', default: () => '0660', reloadable: false, parse: fileMode,
     doc: 'File mode of the Unix sockets in LISTEN (the control socket is always 0600).',
+  },
+  DISPATCH: {
+    field: 'dispatch', default: () => 'primary', reloadable: false, parse: oneOf(['primary', 'shared'] as const),
+    doc: 'How connections reach workers: primary (the primary accepts each one and hands it to the next ready worker, round-robin; it waits in the primary when no worker is ready) or shared (the serving workers accept from the listening socket themselves). Needs a restart to change.',
+  },
+  STICKY: {
+    field: 'sticky', default: () => 'off', reloadable: false, parse: oneOf(['off', 'ip'] as const),
+    doc: 'ip: each client address always goes to the same worker of the serving generation (socket.io long-polling needs it); needs DISPATCH=primary and TCP listeners only. Needs a restart to change.',
   },
   WORKERS: {
     field: 'workers', default: () => String(availableParallelism()), reloadable: true, parse: integer(1, 1024),
@@ -386,6 +396,9 @@ export function loadConfig(options: LoadOptions): LoadResult {
     if (cert !== undefined && key === undefined) errors.push({ key: 'TLS_KEY_FILE', message: 'TLS_KEY_FILE is missing: TLS_CERT_FILE is set, and TLS needs both' });
     if (key !== undefined && cert === undefined) errors.push({ key: 'TLS_CERT_FILE', message: 'TLS_CERT_FILE is missing: TLS_KEY_FILE is set, and TLS needs both' });
     if (values.http2 === true && cert === undefined) errors.push({ key: 'HTTP2', message: 'HTTP2 needs TLS (TLS_CERT_FILE and TLS_KEY_FILE): browsers speak HTTP/2 over TLS only' });
+    if (values.sticky === 'ip' && values.dispatch === 'shared') errors.push({ key: 'STICKY', message: 'STICKY=ip needs DISPATCH=primary: with a shared accept queue the kernel, not baton, picks the worker' });
+    const unix = (values.listen as ListenAddress[] | undefined)?.find((a) => a.kind === 'unix');
+    if (values.sticky === 'ip' && unix) errors.push({ key: 'STICKY', message: `STICKY=ip cannot route connections of unix:${unix.path}: a Unix socket client has no address` });
   }
   if (errors.length > 0) return { ok: false, errors, envFile };
 

@@ -26,6 +26,8 @@ export type PrimaryMessage =
     /** TLS session-ticket keys (48 bytes, base64), the same in every worker of every generation. */
     readonly ticketKeys: string;
   }
+  /** DISPATCH=shared: comes with a listening handle: accept from `listeners[listener]` until drained. */
+  | { readonly type: 'accept'; readonly listener: number }
   /** New session-ticket keys (base64): the primary rotated them. */
   | { readonly type: 'ticket-keys'; readonly keys: string }
   /** Comes with a socket handle: a client connection to serve, accepted on `listeners[listener]`. */
@@ -45,7 +47,7 @@ export type WorkerMessage =
   | { readonly type: 'closing' }
   /** Near the drain deadline the worker closed `closed` connections that were still open. */
   | { readonly type: 'forced-close'; readonly closed: number }
-  /** The connection `id` was received: the primary may drop its copy. */
+  /** Every connection up to `id` was received: the primary may drop its copies. */
   | { readonly type: 'ack'; readonly id: number }
   /** Counters pushed every second and just before a drained exit; `metrics` is prom-client JSON. */
   | { readonly type: 'stats'; readonly served: number; readonly inFlight: number; readonly connections: number; readonly upgraded: number; readonly metrics: readonly unknown[] }
@@ -97,6 +99,8 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
       return x.reason === 'reload' || x.reason === 'shutdown' || x.reason === 'scale-down' ? { type: 'drain', reason: x.reason } : undefined;
     case 'unready':
       return { type: 'unready' };
+    case 'accept':
+      return typeof x.listener === 'number' ? { type: 'accept', listener: x.listener } : undefined;
     case 'ticket-keys':
       return typeof x.keys === 'string' ? { type: 'ticket-keys', keys: x.keys } : undefined;
     default:

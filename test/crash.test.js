@@ -1,12 +1,14 @@
 // @ts-check
-// Crashes: workers that die are replaced, the port never refuses meanwhile,
-// and a primary killed with SIGKILL leaves no orphan.
+// Crashes: workers that die are replaced, the port never refuses meanwhile
+// (whichever way connections are dispatched: the listening socket is the
+// primary's), and a primary killed with SIGKILL leaves no orphan.
 import test from 'ava';
 import { pollUntil, startBaton } from './helpers/baton.js';
 import { get, waitInFlight } from './helpers/http.js';
 
-test('every worker SIGKILLed at once: a request sent right then is answered after the respawn, not refused', async (t) => {
-  const baton = await startBaton({ t });
+for (const dispatch of ['primary', 'shared']) {
+  test(`DISPATCH=${dispatch}: every worker SIGKILLed at once: a request sent right then is answered after the respawn, not refused`, async (t) => {
+  const baton = await startBaton({ t, env: { DISPATCH: dispatch } });
   const ready = await baton.waitForLog('ready');
   const pids = /** @type {number[]} */ (ready.workers);
   const since = baton.logs.length;
@@ -19,7 +21,8 @@ test('every worker SIGKILLed at once: a request sent right then is answered afte
   t.false(pids.includes(health.pid), 'answered by a new worker');
   t.is(health.generation, 1, 'same generation and config');
   t.true(await pollUntil(() => baton.groupPids().length === 3, 5000), 'back to 2 workers');
-});
+  });
+}
 
 test('primary killed with SIGKILL: no worker is left after 2 s, draining ones included', async (t) => {
   const baton = await startBaton({ t, env: { WORKERS: '1' } });

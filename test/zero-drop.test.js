@@ -6,8 +6,9 @@ import test from 'ava';
 import { startBaton } from './helpers/baton.js';
 import { startLoad } from './helpers/http.js';
 
-test.serial('zero failed requests across 5 SIGHUP reloads under mixed load', async (t) => {
-  const baton = await startBaton({ t, env: { MESSAGE: 'gen-0' } });
+for (const dispatch of ['primary', 'shared']) {
+test.serial(`DISPATCH=${dispatch}: zero failed requests across 5 SIGHUP reloads under mixed load`, async (t) => {
+  const baton = await startBaton({ t, env: { MESSAGE: 'gen-0', DISPATCH: dispatch } });
   const load = startLoad(baton.port, { keepAlive: 16, newConn: 2, slow: 2, slowMs: 300 });
   try {
     await load.waitForMore(500);
@@ -28,3 +29,4 @@ test.serial('zero failed requests across 5 SIGHUP reloads under mixed load', asy
   t.true(load.bodies.has('gen-5'), 'the last config reached the clients');
   t.log(`answered ${load.counts.ok} requests, failed ${load.counts.failed}`, load.counts.byClient);
 });
+}

@@ -1,29 +1,35 @@
 // How the primary listens: a list of listening sockets that it owns for its
 // whole life (Node's cluster closes the port when the last worker leaves,
 // refusing connections), made one of three ways, all feeding the same
-// dispatcher:
+// workers:
 //
 // - bound here: LISTEN's HOST:PORT and unix:/path addresses (or PORT/HOST);
 // - inherited from systemd socket activation (LISTEN_FDS, fd 3 onward);
 // - handed over by the primary this one replaces (`baton upgrade`), as extra
 //   stdio descriptors.
 //
-// Sockets are accepted paused, so the primary never reads a byte: it only
-// passes them on.
-import { unlinkSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+// With DISPATCH=primary the primary accepts on them and hands the raw
+// connection handles to the dispatcher (it never reads a byte). With
+// DISPATCH=shared it only holds them: the serving workers listen on their
+// copies and accept (shared-accept.ts), so the primary never polls them.
+import { lookup } from 'node:dns/promises';
+import { chmodSync, renameSync, unlinkSync } from 'node:fs';
+import net, { createServer, type Server } from 'node:net';
+import { dirname, join } from 'node:path';
+import { getSystemErrorName } from 'node:util';
 import type { ListenAddress } from '../config.js';
 import type { ListenerInfo } from '../protocol.js';
+import type { RawConnection } from './dispatcher.js';
 import { claimSocketPath, listenUnix } from './unix-socket.js';
 
 export type ListenerSource = 'bound' | 'systemd' | 'upgrade';
+export type AcceptMode = 'primary' | 'shared';
 
 export interface Listener {
   readonly info: ListenerInfo;
   readonly source: ListenerSource;
   /** systemd's name for it (LISTEN_FDNAMES). */
   readonly name?: string;
-  readonly server: Server;
 }
 
 /** What a replaced primary passes on for one listener: its descriptor's place in the new one's stdio. */
@@ -40,14 +46,47 @@ export class ListenError extends Error {
   }
 }
 
+export type OnConnection = (conn: RawConnection, index: number) => void;
+
 const BACKLOG = 2048;
 
-function infoOf(server: Server, fallback?: ListenerInfo): ListenerInfo {
+interface RawHandle extends RawConnection {
+  fd: number;
+  getsockname?(out: { address?: string; port?: number }): number;
+  onconnection: ((err: number, conn: RawConnection) => void) | null;
+}
+
+/** node:net's own way to make a listening handle without listening on it (as cluster's SCHED_NONE does). */
+const createServerHandle = (net as unknown as {
+  _createServerHandle(address: string | null, port: number, addressType: number, fd?: number, flags?: number): RawHandle | number;
+})._createServerHandle;
+
+function errnoMessage(code: number): string {
+  try {
+    return getSystemErrorName(code);
+  } catch {
+    return `error ${code}`;
+  }
+}
+
+interface Entry extends Listener {
+  /** Primary mode: the server that accepts. */
+  readonly server?: Server;
+  /** Shared mode: the raw handle the workers listen on. */
+  readonly handle?: RawHandle;
+}
+
+function tcpInfoOf(handle: { getsockname?(out: { address?: string; port?: number }): number }, fallback: ListenerInfo): ListenerInfo {
+  const out: { address?: string; port?: number } = {};
+  if (handle.getsockname && handle.getsockname(out) === 0 && out.address !== undefined && out.port !== undefined) return { kind: 'tcp', host: out.address, port: out.port };
+  return fallback;
+}
+
+function infoOfServer(server: Server, fallback?: ListenerInfo): ListenerInfo {
   const addr = server.address();
-  if (typeof addr === 'string') return { kind: 'unix', path: addr };
-  if (addr) return { kind: 'tcp', host: addr.address, port: addr.port };
-  if (fallback) return fallback;
-  throw new Error('a listening socket without an address');
+  if (typeof addr === 'string' && addr !== '') return { kind: 'unix', path: addr };
+  if (addr && typeof addr === 'object') return { kind: 'tcp', host: addr.address, port: addr.port };
+  return fallback ?? { kind: 'unix', path: '(inherited)' };
 }
 
 function listenOn(server: Server, options: Parameters<Server['listen']>[0]): Promise<void> {
@@ -60,58 +99,107 @@ function listenOn(server: Server, options: Parameters<Server['listen']>[0]): Pro
   });
 }
 
+/** Primary mode: the listening handle hands us raw connections, no net.Socket made. */
+function takeConnections(server: Server, index: number, onConnection: OnConnection, onError: (err: Error) => void): void {
+  const handle = (server as unknown as { _handle: RawHandle })._handle;
+  handle.onconnection = (err, conn) => {
+    if (err) return onError(Object.assign(new Error(`accept failed: ${errnoMessage(err)}`), { errno: err }));
+    onConnection(conn, index);
+  };
+}
+
 export class Listeners {
   private handedOver = false;
   private accepting = false;
 
   private constructor(
-    readonly list: readonly Listener[],
+    private readonly mode: AcceptMode,
+    private readonly entries: readonly Entry[],
     /** Unix socket files this primary created: removed at exit, unless handed over. */
     private readonly ownedPaths: readonly string[],
-    /** Inherited from an upgrade: listen() on the descriptors only when told to (start()). */
-    private readonly pending: readonly { server: Server; fd: number }[],
+    /** Inherited from an upgrade (primary mode): listen() on the descriptors only when told to. */
+    private readonly pending: readonly { server: Server; fd: number; index: number }[],
+    private readonly onConnection: OnConnection,
+    private readonly onError: (err: Error) => void,
   ) {}
 
-  get info(): ListenerInfo[] {
-    return this.list.map((l) => l.info);
+  get list(): readonly Listener[] {
+    return this.entries;
   }
 
-  /** Listening handles, in order, for a new primary's stdio. */
+  get info(): ListenerInfo[] {
+    return this.entries.map((l) => l.info);
+  }
+
+  /** Listening handles, in order: for the workers (shared mode) and for a new primary's stdio. */
   get handles(): unknown[] {
-    return this.list.map((l) => (l.server as unknown as { _handle: unknown })._handle);
+    return this.entries.map((l) => l.handle ?? (l.server as unknown as { _handle: unknown })._handle);
   }
 
   /** Binds `addresses` (LISTEN, or PORT/HOST). A live Unix socket is never stolen (exit 4). */
-  static async bind(addresses: readonly ListenAddress[], unixMode: number, onConnection: (socket: Socket, index: number) => void, onError: (err: Error) => void): Promise<Listeners> {
-    const list: Listener[] = [];
+  static async bind(mode: AcceptMode, addresses: readonly ListenAddress[], unixMode: number, onConnection: OnConnection, onError: (err: Error) => void): Promise<Listeners> {
+    const entries: Entry[] = [];
     const owned: string[] = [];
+    const fail = (): void => {
+      for (const e of entries) { e.server?.close(); e.handle?.close(); }
+      for (const path of owned) { try { unlinkSync(path); } catch { /* gone */ } }
+    };
     try {
       for (const [index, addr] of addresses.entries()) {
-        const server = createServer({ pauseOnConnect: true, noDelay: true }, (s) => onConnection(s, index));
-        if (addr.kind === 'tcp') {
-          await listenOn(server, { host: addr.host, port: addr.port, backlog: BACKLOG }).catch((err: NodeJS.ErrnoException) => {
-            throw new ListenError(`cannot listen on ${addr.host}:${addr.port}: ${err.message}`, 4);
-          });
-        } else {
+        if (addr.kind === 'unix') {
           await claimSocketPath(addr.path,
             `cannot listen on unix:${addr.path}: a live process answers on it (another baton?)`,
             `cannot listen on unix:${addr.path}: it exists and is not a socket`).catch((err: Error) => { throw new ListenError(err.message, 4); });
-          await listenUnix(server, addr.path, unixMode, BACKLOG).catch((err: NodeJS.ErrnoException) => {
-            throw new ListenError(`cannot listen on unix:${addr.path}: ${err.message}`, 4);
-          });
-          owned.push(addr.path);
         }
-        server.on('error', onError);
-        list.push({ info: addr.kind === 'unix' ? addr : infoOf(server), source: 'bound', server });
+        if (mode === 'shared') {
+          entries.push(await Listeners.bindShared(addr, unixMode));
+        } else {
+          const server = createServer({ noDelay: true });
+          if (addr.kind === 'tcp') {
+            await listenOn(server, { host: addr.host, port: addr.port, backlog: BACKLOG }).catch((err: NodeJS.ErrnoException) => {
+              throw new ListenError(`cannot listen on ${addr.host}:${addr.port}: ${err.message}`, 4);
+            });
+          } else {
+            await listenUnix(server, addr.path, unixMode, BACKLOG).catch((err: NodeJS.ErrnoException) => {
+              throw new ListenError(`cannot listen on unix:${addr.path}: ${err.message}`, 4);
+            });
+          }
+          server.on('error', onError);
+          takeConnections(server, index, onConnection, onError);
+          entries.push({ info: addr.kind === 'unix' ? addr : infoOfServer(server), source: 'bound', server });
+        }
+        if (addr.kind === 'unix') owned.push(addr.path);
       }
     } catch (err) {
-      for (const l of list) l.server.close();
-      for (const path of owned) { try { unlinkSync(path); } catch { /* gone */ } }
+      fail();
       throw err;
     }
-    const listeners = new Listeners(list, owned, []);
+    const listeners = new Listeners(mode, entries, owned, [], onConnection, onError);
     listeners.accepting = true;
     return listeners;
+  }
+
+  /** Shared mode: a bound socket, not listened on here (the workers listen on their copies). */
+  private static async bindShared(addr: ListenAddress, unixMode: number): Promise<Entry> {
+    if (addr.kind === 'tcp') {
+      const { address, family } = await lookup(addr.host).catch((err: Error) => { throw new ListenError(`cannot listen on ${addr.host}:${addr.port}: ${err.message}`, 4); });
+      const handle = createServerHandle(address, addr.port, family);
+      if (typeof handle === 'number') throw new ListenError(`cannot listen on ${addr.host}:${addr.port}: bind ${errnoMessage(handle)}`, 4);
+      return { info: tcpInfoOf(handle, { kind: 'tcp', host: address, port: addr.port }), source: 'bound', handle };
+    }
+    // As in listenUnix: bound under a temporary name, renamed into place.
+    const tmp = join(dirname(addr.path), `.baton-${process.pid}-${Date.now() % 1e6}.sock`);
+    const umask = process.umask(~unixMode & 0o777);
+    let handle: RawHandle | number;
+    try {
+      handle = createServerHandle(tmp, -1, -1);
+    } finally {
+      process.umask(umask);
+    }
+    if (typeof handle === 'number') throw new ListenError(`cannot listen on unix:${addr.path}: bind ${errnoMessage(handle)}`, 4);
+    chmodSync(tmp, unixMode);
+    renameSync(tmp, addr.path);
+    return { info: addr, source: 'bound', handle };
   }
 
   /**
@@ -120,7 +208,7 @@ export class Listeners {
    * variables are removed from `env`: a worker's fd 3 is its IPC channel,
    * and nothing below the primary must think it was activated.
    */
-  static async fromSystemd(env: NodeJS.ProcessEnv, onConnection: (socket: Socket, index: number) => void, onError: (err: Error) => void): Promise<Listeners | undefined> {
+  static async fromSystemd(mode: AcceptMode, env: NodeJS.ProcessEnv, onConnection: OnConnection, onError: (err: Error) => void): Promise<Listeners | undefined> {
     const pid = env.LISTEN_PID;
     const count = env.LISTEN_FDS;
     const names = (env.LISTEN_FDNAMES ?? '').split(':');
@@ -130,66 +218,105 @@ export class Listeners {
     if (pid === undefined || count === undefined || Number(pid) !== process.pid) return undefined;
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1) throw new ListenError(`LISTEN_FDS=${JSON.stringify(count)}: expected the number of sockets systemd passed`, 78);
-    const list: Listener[] = [];
+    const entries: Entry[] = [];
     for (let i = 0; i < n; i++) {
       const fd = 3 + i;
       const name = names[i] || undefined;
-      if (name === 'connection') {
-        throw new ListenError(`fd ${fd} is a connection, not a listening socket: baton needs Accept=no (the default) in its .socket unit, not Accept=yes`, 78);
+      const refuse = (why: string): ListenError => new ListenError(`cannot listen on the socket systemd passed as fd ${fd}${name ? ` (${name})` : ''}: ${why}: baton needs a listening socket, Accept=no (the default) in its .socket unit, not Accept=yes`, 78);
+      if (name === 'connection') throw refuse('it is a connection');
+      if (mode === 'shared') {
+        // Held, never polled here: the workers listen on their copies.
+        const handle = reopen(fd);
+        const peer: { address?: string } = {};
+        if (handle.getpeername?.(peer) === 0) throw refuse('it is a connection');
+        entries.push({ info: tcpInfoOf(handle, { kind: 'unix', path: name ?? `fd ${fd}` }), source: 'systemd', ...(name ? { name } : {}), handle });
+        continue;
       }
-      const server = createServer({ pauseOnConnect: true, noDelay: true }, (s) => onConnection(s, i));
-      await listenOn(server, { fd, backlog: BACKLOG }).catch((err: NodeJS.ErrnoException) => {
-        throw new ListenError(`cannot listen on the socket systemd passed as fd ${fd}${name ? ` (${name})` : ''}: ${err.message}: baton needs a listening socket, Accept=no (the default) in its .socket unit, not Accept=yes`, 78);
-      });
+      const server = createServer({ noDelay: true });
+      await listenOn(server, { fd, backlog: BACKLOG }).catch((err: NodeJS.ErrnoException) => { throw refuse(err.message); });
       server.on('error', onError);
-      list.push({ info: infoOf(server), source: 'systemd', ...(name ? { name } : {}), server });
+      takeConnections(server, i, onConnection, onError);
+      entries.push({ info: infoOfServer(server, { kind: 'unix', path: name ?? `fd ${fd}` }), source: 'systemd', ...(name ? { name } : {}), server });
     }
-    const listeners = new Listeners(list, [], []);
+    const listeners = new Listeners(mode, entries, [], [], onConnection, onError);
     listeners.accepting = true;
     return listeners;
   }
 
   /**
-   * The listeners a replaced primary handed over. They accept only once
-   * start() is called: until this primary's first generation is ready, the
-   * old one keeps accepting on the same sockets.
+   * The listeners a replaced primary handed over. In primary mode they
+   * accept only once start() is called: until this primary's first
+   * generation is ready, the old one keeps accepting on the same sockets.
    */
-  static fromUpgrade(handed: readonly HandedOverListener[], onConnection: (socket: Socket, index: number) => void, onError: (err: Error) => void): Listeners {
-    const list: Listener[] = [];
-    const pending: { server: Server; fd: number }[] = [];
+  static fromUpgrade(mode: AcceptMode, handed: readonly HandedOverListener[], onConnection: OnConnection, onError: (err: Error) => void): Listeners {
+    const entries: Entry[] = [];
+    const pending: { server: Server; fd: number; index: number }[] = [];
     for (const [index, h] of handed.entries()) {
-      const server = createServer({ pauseOnConnect: true, noDelay: true }, (s) => onConnection(s, index));
+      const base = { info: h.info, source: h.source, ...(h.name ? { name: h.name } : {}) };
+      if (mode === 'shared') {
+        entries.push({ ...base, handle: reopen(h.fd) });
+        continue;
+      }
+      const server = createServer({ noDelay: true });
       server.on('error', onError);
-      list.push({ info: h.info, source: h.source, ...(h.name ? { name: h.name } : {}), server });
-      pending.push({ server, fd: h.fd });
+      entries.push({ ...base, server });
+      pending.push({ server, fd: h.fd, index });
     }
     // The files of unix sockets are this primary's to remove now.
     const owned = handed.filter((h) => h.info.kind === 'unix' && h.source === 'bound').map((h) => (h.info as { path: string }).path);
-    return new Listeners(list, owned, pending);
+    return new Listeners(mode, entries, owned, pending, onConnection, onError);
   }
 
   /** Starts accepting on handed-over descriptors (a no-op for the others). */
   async start(): Promise<void> {
     if (this.accepting) return;
     this.accepting = true;
-    for (const { server, fd } of this.pending) await listenOn(server, { fd, backlog: BACKLOG });
+    for (const { server, fd, index } of this.pending) {
+      await listenOn(server, { fd, backlog: BACKLOG });
+      takeConnections(server, index, this.onConnection, this.onError);
+    }
   }
 
-  /** Stops accepting; the sockets' files stay (a shutdown removes them with cleanup()). */
+  /**
+   * Stops accepting: closes this primary's servers, and in shared mode its
+   * copies of the sockets (the workers close theirs as they drain), so the
+   * port closes and new connections are refused. The sockets' files stay
+   * (cleanup() removes them).
+   */
   stopAccepting(): void {
-    for (const l of this.list) if (l.server.listening) l.server.close();
+    for (const e of this.entries) {
+      if (e.server?.listening) e.server.close();
+      if (e.handle && !this.closed.has(e.handle)) {
+        this.closed.add(e.handle);
+        e.handle.close();
+      }
+    }
   }
+
+  private readonly closed = new Set<RawHandle>();
 
   /** A new primary owns them now: nothing of them is removed at exit. */
   handOver(): void {
     this.handedOver = true;
   }
 
+  get dispatchMode(): AcceptMode {
+    return this.mode;
+  }
+
   /** At exit: removes the Unix socket files this primary created. */
   cleanup(): void {
+    this.stopAccepting();
     if (this.handedOver) return;
     for (const path of this.ownedPaths) {
       try { unlinkSync(path); } catch { /* already gone */ }
     }
   }
+}
+
+/** A listening socket's descriptor as a handle that nobody polls (shared mode). */
+function reopen(fd: number): RawHandle {
+  const handle = createServerHandle(null, -1, -1, fd);
+  if (typeof handle === 'number') throw new ListenError(`cannot use the inherited socket fd ${fd}: ${errnoMessage(handle)}`, 78);
+  return handle;
 }

@@ -12,7 +12,8 @@ import { appDirOf, runtimeBase, runtimePath, workerEntryFor } from '../runtime-p
 import type { ListenerInfo } from '../protocol.js';
 import { createLogger, flushOutput, outputStyle, reassertNonblockingOutput, serializeError, setOutputBound, stderr, stdout, usesPrettyLogs } from '../log.js';
 import { withTls } from '../tls-material.js';
-import { Dispatcher } from './dispatcher.js';
+import { HandOverDispatcher, type Dispatch, type RawConnection } from './dispatcher.js';
+import { SharedAccept } from './shared-accept.js';
 import { ChangeWatcher } from './change-watcher.js';
 import { ControlSocketInUse, inheritedControlServer, startControlServer, type ControlHandler, type ControlServer } from './control-server.js';
 import { ListenError, Listeners } from './listeners.js';
@@ -203,19 +204,21 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     if (!handedOver) control.removeFile();
   });
 
-  const dispatcher = new Dispatcher();
-  const onConnection = (socket: import('node:net').Socket, index: number): void => dispatcher.accept(socket, index);
+  // The dispatch seam (dispatcher.ts): the primary hands connections over,
+  // or the workers accept from the sockets themselves.
+  let listeners!: Listeners;
+  const dispatcher: Dispatch = c.dispatch === 'shared' ? new SharedAccept(() => listeners.handles) : new HandOverDispatcher(c.sticky === 'ip');
+  const onConnection = (conn: RawConnection, index: number): void => dispatcher.accept(conn, index);
   const onListenError = (err: Error): void => log.error({ err: serializeError(err) }, 'listener error');
-  let listeners: Listeners;
   try {
-    if (inheritance) listeners = Listeners.fromUpgrade(inheritance.listeners, onConnection, onListenError);
+    if (inheritance) listeners = Listeners.fromUpgrade(c.dispatch, inheritance.listeners, onConnection, onListenError);
     else {
-      const activated = await Listeners.fromSystemd(environment, onConnection, onListenError);
+      const activated = await Listeners.fromSystemd(c.dispatch, environment, onConnection, onListenError);
       if (activated) {
         listeners = activated;
         log.info({ listeners: activated.list.map((l) => ({ ...l.info, ...(l.name ? { name: l.name } : {}) })) },
           `socket activation: serving ${activated.list.length} socket(s) systemd passed (${activated.list.map((l) => l.name ?? describeListener(l.info)).join(', ')}); PORT, HOST and LISTEN are not used`);
-      } else listeners = await Listeners.bind(addresses(c), c.unixSocketMode, onConnection, onListenError);
+      } else listeners = await Listeners.bind(c.dispatch, addresses(c), c.unixSocketMode, onConnection, onListenError);
     }
   } catch (err) {
     const code = err instanceof ListenError ? err.exitCode : EXIT.listenFailed;
@@ -223,8 +226,12 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   }
   cleanups.push(() => listeners.cleanup());
   const listenerInfo = listeners.info;
+  if (c.sticky === 'ip' && listenerInfo.some((l) => l.kind === 'unix')) {
+    return fatal(EXIT.config, 'STICKY=ip cannot route the connections of a Unix socket (a client there has no address): use TCP listeners only');
+  }
   const firstTcp = listenerInfo.find((l): l is Extract<ListenerInfo, { kind: 'tcp' }> => l.kind === 'tcp');
-  log.info({ ...(firstTcp ? { host: firstTcp.host, port: firstTcp.port } : {}), listeners: listenerInfo }, inheritance ? 'listening (handed over: accepting once generation 1 serves)' : 'listening');
+  log.info({ ...(firstTcp ? { host: firstTcp.host, port: firstTcp.port } : {}), listeners: listenerInfo, dispatch: c.dispatch, ...(c.sticky === 'ip' ? { sticky: 'ip' } : {}) },
+    inheritance ? 'listening (handed over: accepting once generation 1 serves)' : 'listening');
 
   const notifier = SystemdNotifier.fromEnvironment(environment, log, inheritance?.notifySocket);
   if (inheritance) notifier?.holdReady();

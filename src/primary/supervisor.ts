@@ -23,7 +23,7 @@ import type { Logger } from '../log.js';
 import type { ReloadRecord, StatusSnapshot, WorkerStatus } from '../control.js';
 import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type ListenerInfo, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { Backoff } from './backoff.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatch } from './dispatcher.js';
 import { Generation } from './generation.js';
 import { WorkerHandle, type Spawner } from './worker-handle.js';
 
@@ -105,7 +105,7 @@ export interface SupervisorDeps {
   /** Re-reads and validates the config (the .env file). */
   readonly loadConfig: () => LoadResult;
   readonly environment: Readonly<Record<string, string | undefined>>;
-  readonly dispatcher: Dispatcher;
+  readonly dispatcher: Dispatch;
   /** Closes the listening socket. */
   readonly stopAccepting: () => void;
   readonly address: () => { host: string; port: number };
@@ -477,7 +477,7 @@ export class Supervisor {
         const msg = parseWorkerMessage(raw);
         if (!msg) return;
         // Acks (the data path) and stats change no state: handled at once.
-        if (msg.type === 'ack') this.deps.dispatcher.ack(msg.id);
+        if (msg.type === 'ack') this.deps.dispatcher.ack(worker, msg.id);
         else if (msg.type === 'stats') {
           worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections, upgraded: msg.upgraded };
           this.tell((o) => o.workerMetrics?.(worker, msg.metrics));
@@ -510,6 +510,7 @@ export class Supervisor {
             output: this.deps.output(worker.gen.config.logFormat), listeners: this.deps.listeners(),
             ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}), ticketKeys: this.deps.ticketKeys(),
           });
+          if (this.state === 'starting') this.deps.dispatcher.booting?.(worker);
         }
         return;
       case 'fatal':

@@ -1,17 +1,18 @@
 // The primary's view of one worker process, and the seam behind which the
 // real process sits (cluster.fork in production, a fake in unit tests).
 import cluster from 'node:cluster';
-import type { Socket } from 'node:net';
 import { stderr, stdout } from '../log.js';
 import type { PrimaryMessage } from '../protocol.js';
 import type { Generation } from './generation.js';
+import type { RawConnection } from './dispatcher.js';
 import { relayLines } from './output-relay.js';
 
 /** What the supervisor needs of a worker process. */
 export interface WorkerProcess {
   readonly pid: number;
   connected(): boolean;
-  send(msg: PrimaryMessage, socket?: Socket, done?: (err: Error | null) => void): void;
+  /** `handle`: a raw libuv handle that goes with the message (a connection, a listening socket). */
+  send(msg: PrimaryMessage, handle?: RawConnection, done?: (err: Error | null) => void): void;
   /** SIGKILL: workers ignore terminal signals by design. */
   kill(): void;
 }
@@ -79,14 +80,15 @@ export function clusterSpawner(workerEntry: string): Spawner {
       return {
         pid: worker.process.pid ?? -1,
         connected: () => worker.isConnected(),
-        send(msg, socket, done) {
+        send(msg, handle, done) {
           if (!worker.isConnected()) {
             done?.(new Error('worker IPC channel closed'));
             return;
           }
           const cb = (err: Error | null): void => done?.(err);
-          if (socket) worker.process.send(msg, socket, { keepOpen: true }, cb);
-          else worker.process.send(msg, undefined, {}, cb);
+          // A raw handle travels as 'net.Native': Node neither wraps nor
+          // closes it here; the dispatcher closes its copy once acknowledged.
+          worker.process.send(msg, handle as Parameters<typeof worker.process.send>[1], {}, cb);
         },
         kill() {
           worker.process.kill('SIGKILL');

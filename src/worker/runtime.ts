@@ -2,7 +2,7 @@
 // or a drop-in app whose listen() is captured) → ready → serve sockets the
 // primary hands over → drain → exit.
 import type { Server } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer as createNetServer, Socket, type Server as NetServer } from 'node:net';
 import type { Config } from '../config.js';
 import { registerDrain } from '../drain-signal.js';
 import { createLogger, flushOutput, serializeError, setOutputBound, type Logger } from '../log.js';
@@ -74,6 +74,15 @@ export async function runWorker(): Promise<void> {
   process.on('uncaughtException', (err) => void die(err, log));
   process.on('unhandledRejection', (err) => void die(err, log));
 
+  // DISPATCH=shared gives a first-generation worker its listening sockets
+  // right after init (in the same read, often), while the app still loads:
+  // keep them for serve().
+  const early: { listener: number; handle: unknown }[] = [];
+  const keepEarly = (raw: unknown, handle: unknown): void => {
+    const msg = parsePrimaryMessage(raw);
+    if (msg?.type === 'accept' && handle) early.push({ listener: msg.listener, handle });
+  };
+  process.on('message', keepEarly);
   send({ type: 'hello', protocol: PROTOCOL_VERSION });
   const init = await waitForInit();
   if (init.protocol !== PROTOCOL_VERSION) {
@@ -161,7 +170,8 @@ export async function runWorker(): Promise<void> {
     return die(err, logger);
   }
   if (!app && heldSignalHandlers() > 0) logger.debug({ handlers: heldSignalHandlers() }, 'the app\'s own SIGINT/SIGTERM handlers are held: they run once this worker has drained');
-  serve(host, { init, app, tracker, metrics, log: logger, appClosing, setAppClose: (fn) => { onAppClose = fn; }, setUnready: () => { unready = true; } });
+  process.off('message', keepEarly);
+  serve(host, { init, app, tracker, metrics, log: logger, appClosing, early, setAppClose: (fn) => { onAppClose = fn; }, setUnready: () => { unready = true; } });
 }
 
 /** Answers for HEALTH_PATH and READY_PATH, written by baton whatever the app. */
@@ -201,12 +211,32 @@ interface Serving {
   readonly log: Logger;
   /** Callbacks of the app's own server.close(cb): they run once the worker has drained. */
   readonly appClosing: (() => void)[];
+  /** Listening sockets that came before serve() (DISPATCH=shared, first generation). */
+  readonly early: readonly { listener: number; handle: unknown }[];
   setAppClose(fn: () => void): void;
   setUnready(): void;
 }
 
+/**
+ * Listens on a listening handle the primary shares (DISPATCH=shared), in
+ * this worker: node:net's own setup for a server given a handle, without
+ * node:cluster (a cluster worker's listen() would ask the primary to bind)
+ * and without the app's captured listen().
+ */
+function acceptOn(handle: unknown, onSocket: (socket: Socket) => void, onError: (err: Error) => void): NetServer {
+  const server = createNetServer({ noDelay: true }, onSocket);
+  server.on('error', onError);
+  const internal = server as unknown as { _handle: unknown; _listen2(address: null, port: number, addressType: number, backlog: number): void };
+  internal._handle = handle;
+  internal._listen2(null, -1, -1, 2048);
+  return server;
+}
+
 function serve(host: ServerHost, s: Serving): void {
   const { init, app, tracker, metrics, log } = s;
+  const acceptors: NetServer[] = [];
+  let isReady = false;
+  const whenReady: (() => void)[] = [];
   const { config } = init;
   const pushStats = async (): Promise<void> => {
     const snapshot = metrics.snapshot();
@@ -246,6 +276,8 @@ function serve(host: ServerHost, s: Serving): void {
   let deadline: NodeJS.Timeout | undefined;
   let report: NodeJS.Timeout | undefined;
   const drain = (reason: Parameters<ConnectionTracker['drain']>[0]): void => {
+    // Shared accept queue: stop taking connections; what is queued stays for the others.
+    for (const server of acceptors.splice(0)) server.close();
     if (!tracker.drain(reason, () => { clearTimeout(deadline); clearInterval(report); void exit(); })) return;
     log.info({ reason, ...tracker.stats }, 'draining');
     // Shortly before the primary's deadline, close what is still open (a
@@ -275,7 +307,7 @@ function serve(host: ServerHost, s: Serving): void {
     drain('scale-down');
   });
 
-  process.on('message', (raw: unknown, handle: unknown) => {
+  const onMessage = (raw: unknown, handle: unknown): void => {
     const msg = parsePrimaryMessage(raw);
     if (!msg) return;
     switch (msg.type) {
@@ -284,7 +316,18 @@ function serve(host: ServerHost, s: Serving): void {
         // socket, to hand it to another worker if this one dies.
         send({ type: 'ack', id: msg.id });
         if (!handle) return;
-        host.feed(handle as Socket, msg.listener);
+        // A raw handle, as a listening socket's accept gives it.
+        // (node:net takes `handle`, as its own accept does; @types/node does not list it.)
+        host.feed(new Socket({ handle, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]), msg.listener);
+        return;
+      }
+      case 'accept': {
+        // DISPATCH=shared: accept from this listening socket until drained
+        // (from the moment this worker is ready).
+        if (!handle || tracker.draining) return;
+        const start = (): void => { acceptors.push(acceptOn(handle, (socket) => host.feed(socket, msg.listener), (err) => log.error({ err: serializeError(err) }, 'accept failed'))); };
+        if (isReady) start();
+        else whenReady.push(start);
         return;
       }
       case 'unready':
@@ -300,7 +343,9 @@ function serve(host: ServerHost, s: Serving): void {
       case 'init':
         return;
     }
-  });
+  };
+  process.on('message', onMessage);
+  for (const { listener, handle } of s.early) onMessage({ type: 'accept', listener }, handle);
 
   void (async () => {
     // Compile the HTTP path before clients arrive (see warm-up.ts).
@@ -312,6 +357,8 @@ function serve(host: ServerHost, s: Serving): void {
       log.warn({ err: serializeError(err) }, 'warm-up failed; serving without it');
     }
     tracker.forgetServed();
+    isReady = true;
+    for (const start of whenReady.splice(0)) start();
     send({ type: 'ready', protocol: PROTOCOL_VERSION });
     log.debug({ workerId: init.workerId, configVersion: init.configVersion, app: host.kind }, 'worker ready');
   })();
