@@ -16,6 +16,7 @@ import {
   countKinds, countByClient, latencyStats, median, round, KINDS,
 } from './lib/summary.js';
 import { renderTimelineSvg } from './lib/svg.js';
+import { SCENARIO_MODULES } from './scenarios/index.js';
 import {
   Recorder, createStopper, fixedRateClient, closedLoopClient, newConnLoops, newConnRequest, runAutocannon,
 } from './lib/clients.js';
@@ -138,15 +139,20 @@ function buildBaton() {
   }
 }
 
-/** @param {string} name @param {{ message?: string }} [o] */
+/**
+ * Start a server by name. `vars`: extra `.env` keys for baton (WORKERS,
+ * DISPATCH, TLS_*...) or environment for the comparison apps.
+ * @param {string} name @param {{ message?: string, vars?: Record<string, string|number> }} [o]
+ */
 async function start(name, o = {}) {
+  const vars = { ...(o.message ? { MESSAGE: o.message } : {}), ...(o.vars ?? {}) };
   if (name === 'baton') {
     buildBaton();
     if (!fs.existsSync(BATON_ENTRY)) throw new Error(`${BATON_ENTRY} does not exist (build baton first)`);
-    return startBaton({ entry: BATON_ENTRY, vars: o.message ? { MESSAGE: o.message } : {} });
+    return startBaton({ entry: BATON_ENTRY, vars });
   }
-  if (name === 'pm2') return startPm2({ message: o.message });
-  return startApp(/** @type {any} */ (name), o.message ? { MESSAGE: o.message } : {});
+  if (name === 'pm2') return startPm2({ message: o.message, ...(o.vars?.WORKERS ? { instances: Number(o.vars.WORKERS) } : {}) });
+  return startApp(/** @type {any} */ (name), Object.fromEntries(Object.entries(vars).map(([k, v]) => [k, String(v)])));
 }
 
 // ---- self-check -----------------------------------------------------------
@@ -550,10 +556,17 @@ async function main() {
         try { results.shutdown.servers[name] = await timed(`shutdown-${name}`, () => shutdownFor(name)); } catch (err) { recordError(`shutdown ${name}`, err); }
       }
     }
+    // The scenarios added since (one module each, bench/scenarios/): same
+    // contract, run in the order of SCENARIO_MODULES.
+    const ctx = { O, P, say, sleep, start, withCpu, speedProbe, recordError, doReload, underLoad, signalBatonReload, batonEntry: () => { buildBaton(); return BATON_ENTRY; } };
+    for (const m of SCENARIO_MODULES) {
+      if (!O.only.includes(m.name)) continue;
+      try { results[m.name] = await timed(m.name, () => m.run(ctx)); } catch (err) { recordError(m.name, err); }
+    }
   }
   results.meta.wallS = round((performance.now() - tStart) / 1000, 1);
-  results.targets = evaluateTargets(results);
-  const report = renderReport(results);
+  results.targets = evaluateTargets(results, SCENARIO_MODULES);
+  const report = renderReport(results, SCENARIO_MODULES);
   process.stdout.write(`\n${report}\n`);
   if (O.selfCheck !== 'only' || O.json) writeOutputs();
   process.stdout.write(`\nwall time ${results.meta.wallS} s (${Object.entries(results.meta.scenarioS ?? {}).map(([k, v]) => `${k} ${v}s`).join(', ')})${results.errors.length ? `; ${results.errors.length} harness error(s), see above` : ''}\n`);

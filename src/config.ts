@@ -37,6 +37,7 @@ export interface Config {
   readonly keepAliveTimeoutMs: number;
   readonly drainSpreadMs: number;
   readonly drainSpreadUpgradedMs: number;
+  readonly bootNice: number;
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   readonly logBufferBytes: number;
@@ -227,6 +228,10 @@ export const KEYS = {
   DRAIN_SPREAD_UPGRADED_MS: {
     field: 'drainSpreadUpgradedMs', default: () => '5000', reloadable: true, parse: integer(0, 600_000),
     doc: 'On a reload, a draining worker tells each long-lived connection (WebSocket, streaming response) to go at a random moment within this long, so that its clients do not all reconnect at once; 0: all at once. Keep it well below DRAIN_TIMEOUT_MS.',
+  },
+  BOOT_NICE: {
+    field: 'bootNice', default: () => '10', reloadable: true, parse: integer(0, 19),
+    doc: 'How much lower the CPU priority (nice value) of a reload\'s workers is while they boot beside a serving generation; raised back once each is ready, before it serves. Needs CAP_SYS_NICE or LimitNICE=+0 to raise it back; without, workers boot at normal priority (one warning). 0: off.',
   },
   LOG_LEVEL: {
     field: 'logLevel', default: () => 'info', reloadable: true, parse: oneOf(LOG_LEVELS),

@@ -24,7 +24,7 @@ test('defaults: full run', (t) => {
   t.is(o.duration, 4);
   t.is(o.runs, 8);
   t.is(o.rate, null);
-  t.deepEqual(o.only, ['throughput', 'reload', 'soak', 'shutdown']);
+  t.deepEqual(o.only, ['throughput', 'reload', 'soak', 'shutdown', 'fullload', 'balance', 'scale', 'tls', 'dropin']);
   t.deepEqual(o.servers, [...SERVERS]);
   t.is(o.json, null);
   t.is(o.selfCheck, 'yes');

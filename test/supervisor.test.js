@@ -6,7 +6,7 @@ import test from 'ava';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { loadConfig } from '../dist/config.js';
-import { Dispatcher } from '../dist/primary/dispatcher.js';
+import { HandOverDispatcher } from '../dist/primary/dispatcher.js';
 import { Supervisor } from '../dist/primary/supervisor.js';
 import { PROTOCOL_VERSION } from '../dist/protocol.js';
 
@@ -58,7 +58,7 @@ function harness(env = {}, opts = {}) {
     },
     loadConfig: () => nextConfig,
     environment: {},
-    dispatcher: new Dispatcher(),
+    dispatcher: new HandOverDispatcher(),
     stopAccepting: () => { stoppedAccepting++; },
     address: () => ({ host: '127.0.0.1', port: 1234 }),
     listeners: () => [{ kind: 'tcp', host: '127.0.0.1', port: 1234 }],

@@ -2,7 +2,7 @@
 // Pure CLI argument parsing for bench/run.js. No side effects on import.
 import { parseArgs as nodeParseArgs } from 'node:util';
 
-export const SCENARIOS = /** @type {const} */ (['selfcheck', 'throughput', 'reload', 'soak', 'shutdown']);
+export const SCENARIOS = /** @type {const} */ (['selfcheck', 'throughput', 'reload', 'soak', 'shutdown', 'fullload', 'balance', 'scale', 'tls', 'dropin']);
 export const SERVERS = /** @type {const} */ (['baton', 'bare', 'cluster', 'pm2']);
 
 export const USAGE = `usage: node bench/run.js [options]      (npm run bench -- [options])

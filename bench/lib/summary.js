@@ -319,7 +319,11 @@ export function throughputRatios(tp, raw) {
  * @param {any} r
  * @returns {TargetRow[]}
  */
-export function evaluateTargets(r) {
+/**
+ * @typedef {{ name: string, run: (ctx: any) => Promise<any>, targets?: (x: any, add: (id: string, label: string, value: any, threshold: string, pass: boolean|null) => void, all: any) => void, report?: (x: any, all: any) => string[] }} ScenarioModule
+ * @param {any} r @param {ScenarioModule[]} [modules] the scenarios of bench/scenarios/ (their own targets)
+ */
+export function evaluateTargets(r, modules = []) {
   /** @type {TargetRow[]} */
   const rows = [];
   /** @param {string} id @param {string} label @param {any} value @param {string} threshold @param {boolean|null} pass */
@@ -358,6 +362,7 @@ export function evaluateTargets(r) {
 
   const sd = r.shutdown?.servers?.baton?.idle;
   add('shutdown-idle', 'SIGTERM -> exit with idle keep-alive', sd ? fmtMs(sd.ms) : null, '<= 1500 ms', sd ? sd.ms != null && sd.ms <= 1500 && sd.code === 0 : null);
+  for (const m of modules) if (r[m.name] && m.targets) m.targets(r[m.name], add, r);
   return rows;
 }
 
@@ -395,7 +400,8 @@ export function formatTable(headers, rows) {
  * The full human-readable report.
  * @param {any} r results object
  */
-export function renderReport(r) {
+/** @param {any} r @param {ScenarioModule[]} [modules] */
+export function renderReport(r, modules = []) {
   const out = [];
   if (r.selfCheck) {
     const s = r.selfCheck;
@@ -492,7 +498,8 @@ export function renderReport(r) {
     out.push(formatTable(['server', 'idle keep-alive', 'exit', 'with /slow?ms=1000 in flight', 'exit', 'slow request'], rows));
     out.push('');
   }
-  const targets = r.targets ?? evaluateTargets(r);
+  for (const m of modules) if (r[m.name] && m.report) out.push(...m.report(r[m.name], r), '');
+  const targets = r.targets ?? evaluateTargets(r, modules);
   out.push('== Targets ==');
   out.push(formatTable(['target', 'value', 'threshold', 'result'], targets.map((t) => [t.label, t.value, t.threshold, t.status])));
   const failed = targets.filter((t) => t.status === 'FAIL');

@@ -15,6 +15,7 @@ import { withTls } from '../tls-material.js';
 import { HandOverDispatcher, type Dispatch, type RawConnection } from './dispatcher.js';
 import { SharedAccept } from './shared-accept.js';
 import { ChangeWatcher } from './change-watcher.js';
+import { createBootPriority } from './boot-priority.js';
 import { ControlSocketInUse, inheritedControlServer, startControlServer, type ControlHandler, type ControlServer } from './control-server.js';
 import { ListenError, Listeners } from './listeners.js';
 import { PrimaryMetrics, serveMetrics } from './metrics.js';
@@ -304,6 +305,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
 
   const sup: Supervisor = new Supervisor({
     spawner: clusterSpawner(ownWorkerEntry),
+    bootPriority: createBootPriority({ warn: (msg) => log.warn(msg) }),
     clock: realClock,
     loadConfig: load,
     environment,

@@ -23,6 +23,7 @@ import type { Logger } from '../log.js';
 import type { ReloadRecord, StatusSnapshot, WorkerStatus } from '../control.js';
 import { parseWorkerMessage, PROTOCOL_VERSION, type DrainReason, type ListenerInfo, type PrimaryMessage, type WorkerMessage } from '../protocol.js';
 import { Backoff } from './backoff.js';
+import type { BootPriority } from './boot-priority.js';
 import type { Dispatch } from './dispatcher.js';
 import { Generation } from './generation.js';
 import { WorkerHandle, type Spawner } from './worker-handle.js';
@@ -122,6 +123,8 @@ export interface SupervisorDeps {
   readonly logOutput: () => StatusSnapshot['logOutput'];
   /** How many workers of a reload's generation boot at once (default: half the CPUs, at least 1). */
   readonly bootConcurrency?: number;
+  /** Lowers a reload's booting workers' CPU priority (BOOT_NICE) and raises it back once they are ready. */
+  readonly bootPriority?: BootPriority;
   /** Starts a new primary on `baton upgrade`; without it upgrades are refused. */
   readonly upgrader?: Upgrader;
   /** Generations are numbered after this one (a new primary goes on from its predecessor's). */
@@ -487,6 +490,11 @@ export class Supervisor {
       error: (err) => this.deps.log.error({ err: err.message, workerId: worker.id }, 'worker process error'),
     }, gen.loaded.place);
     worker = new WorkerHandle(++this.workerSeq, gen, proc, clock.now());
+    // Beside a serving generation, booting must not take the CPU it needs.
+    if (gen === this.next && this.current && gen.config.bootNice > 0 && this.deps.bootPriority) {
+      this.deps.bootPriority.lower(proc.pid, gen.config.bootNice);
+      worker.niced = true;
+    }
     gen.workers.add(worker);
     this.live.add(worker);
     worker.timer = clock.setTimeout(() => this.enqueue({ type: 'ready-deadline', worker }), gen.config.readyTimeoutMs);
@@ -498,6 +506,8 @@ export class Supervisor {
     const log = this.deps.log;
     switch (msg.type) {
       case 'hello':
+        // Again: threads the process started before the first renice kept their priority.
+        if (worker.niced) this.deps.bootPriority?.lower(worker.pid, worker.gen.config.bootNice);
         if (msg.protocol !== PROTOCOL_VERSION) {
           worker.failure = `worker speaks IPC protocol ${msg.protocol}, this primary speaks ${PROTOCOL_VERSION}: restart the primary to run the new code`;
           worker.proc.kill();
@@ -520,6 +530,10 @@ export class Supervisor {
       case 'ready':
         if (worker.state !== 'booting' || worker.planned) return;
         this.deps.clock.clearTimeout(worker.timer);
+        if (worker.niced) {
+          this.deps.bootPriority?.restore(worker.pid);
+          worker.niced = false;
+        }
         worker.state = 'ready';
         worker.readyAt = this.deps.clock.now();
         log.debug({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id }, 'worker ready');

@@ -48,6 +48,8 @@ export class WorkerHandle {
   stats = { served: 0, inFlight: 0, connections: 0, upgraded: 0 };
   /** A drop-in app that has not called listen() yet (for the reason a ready timeout gives). */
   waitingForListen = false;
+  /** Booting at a lower CPU priority (BOOT_NICE), to be raised back once ready. */
+  niced = false;
 
   constructor(
     readonly id: number,

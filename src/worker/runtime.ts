@@ -2,7 +2,7 @@
 // or a drop-in app whose listen() is captured) → ready → serve sockets the
 // primary hands over → drain → exit.
 import type { Server } from 'node:http';
-import { createServer as createNetServer, Socket, type Server as NetServer } from 'node:net';
+import { createServer as createNetServer, type ServerOpts, type Server as NetServer, type Socket } from 'node:net';
 import type { Config } from '../config.js';
 import { registerDrain } from '../drain-signal.js';
 import { createLogger, flushOutput, serializeError, setOutputBound, type Logger } from '../log.js';
@@ -223,8 +223,8 @@ interface Serving {
  * node:cluster (a cluster worker's listen() would ask the primary to bind)
  * and without the app's captured listen().
  */
-function acceptOn(handle: unknown, onSocket: (socket: Socket) => void, onError: (err: Error) => void): NetServer {
-  const server = createNetServer({ noDelay: true }, onSocket);
+function acceptOn(handle: unknown, options: ServerOpts, onSocket: (socket: Socket) => void, onError: (err: Error) => void): NetServer {
+  const server = createNetServer(options, onSocket);
   server.on('error', onError);
   const internal = server as unknown as { _handle: unknown; _listen2(address: null, port: number, addressType: number, backlog: number): void };
   internal._handle = handle;
@@ -317,15 +317,14 @@ function serve(host: ServerHost, s: Serving): void {
         send({ type: 'ack', id: msg.id });
         if (!handle) return;
         // A raw handle, as a listening socket's accept gives it.
-        // (node:net takes `handle`, as its own accept does; @types/node does not list it.)
-        host.feed(new Socket({ handle, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]), msg.listener);
+        host.feed(host.socketFor(handle, msg.listener), msg.listener);
         return;
       }
       case 'accept': {
         // DISPATCH=shared: accept from this listening socket until drained
         // (from the moment this worker is ready).
         if (!handle || tracker.draining) return;
-        const start = (): void => { acceptors.push(acceptOn(handle, (socket) => host.feed(socket, msg.listener), (err) => log.error({ err: serializeError(err) }, 'accept failed'))); };
+        const start = (): void => { acceptors.push(acceptOn(handle, host.acceptOptions(msg.listener), (socket) => host.feed(socket, msg.listener), (err) => log.error({ err: serializeError(err) }, 'accept failed'))); };
         if (isReady) start();
         else whenReady.push(start);
         return;

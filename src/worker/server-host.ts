@@ -7,7 +7,7 @@
 // in front of it, so drain semantics are written once (drain.ts).
 import { createServer, ServerResponse, type IncomingMessage, type Server } from 'node:http';
 import { createServer as createHttp2Server, type Http2Server } from 'node:http2';
-import type { Socket } from 'node:net';
+import { Socket, type Server as NetServer } from 'node:net';
 import { createServer as createTlsServer, Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { ListenerInfo } from '../protocol.js';
 import type { RequestListener } from './app-host.js';
@@ -110,6 +110,8 @@ class TlsTransport {
 
   constructor(settings: TlsSettings, ticketKeys: Buffer, h1: Server, gate: GateOptions, tlsFailed: () => void) {
     this.terminator = createTlsServer({
+      // noDelay as https.Server has it: small responses go out at once.
+      noDelay: true,
       cert: settings.cert, key: settings.key, minVersion: settings.minVersion, ticketKeys,
       ALPNProtocols: settings.http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
     });
@@ -130,6 +132,15 @@ class TlsTransport {
       else h1.emit('connection', socket);
     });
   }
+}
+
+/** What node:net keeps on a server for the sockets it accepts (not in @types/node). */
+interface SocketDefaults {
+  allowHalfOpen?: boolean;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  /** In seconds, as node:net stores it. */
+  keepAliveInitialDelay?: number;
 }
 
 export class ServerHost {
@@ -176,10 +187,35 @@ export class ServerHost {
     else if (this.server instanceof TlsServer) this.server.setTicketKeys(keys);
   }
 
+  /** What takes the connections of `listeners[listener]`: the TLS terminator or the HTTP server. */
+  private entry(listener: number): NetServer {
+    return this.transport && this.options.listeners[listener]?.kind === 'tcp' ? this.transport.terminator : this.server;
+  }
+
+  /**
+   * A socket for a raw accepted handle, set up as node:net's accept would
+   * for the server that takes it (half-open as http.Server wants, Nagle off
+   * unless that server asked for it, TCP keep-alive if it did): emitting
+   * 'connection' by hand skips that setup, and without TCP_NODELAY every
+   * keep-alive response costs more.
+   */
+  socketFor(handle: unknown, listener: number): Socket {
+    const target = this.entry(listener) as NetServer & SocketDefaults;
+    const socket = new Socket({ handle, allowHalfOpen: target.allowHalfOpen ?? false, readable: true, writable: true } as ConstructorParameters<typeof Socket>[0]);
+    if (target.noDelay !== false) socket.setNoDelay(true);
+    if (target.keepAlive) socket.setKeepAlive(true, (target.keepAliveInitialDelay ?? 0) * 1000);
+    return socket;
+  }
+
+  /** The same settings for a listening socket this worker accepts from itself (DISPATCH=shared). */
+  acceptOptions(listener: number): { allowHalfOpen: boolean; noDelay: boolean; keepAlive: boolean; keepAliveInitialDelay: number } {
+    const target = this.entry(listener) as NetServer & SocketDefaults;
+    return { allowHalfOpen: target.allowHalfOpen ?? false, noDelay: target.noDelay !== false, keepAlive: target.keepAlive ?? false, keepAliveInitialDelay: (target.keepAliveInitialDelay ?? 0) * 1000 };
+  }
+
   /** A connection from the primary, accepted on `listeners[listener]`. */
   feed(socket: Socket, listener: number): void {
     this.options.tracker.addRaw(socket);
-    if (this.transport && this.options.listeners[listener]?.kind === 'tcp') this.transport.terminator.emit('connection', socket);
-    else this.server.emit('connection', socket);
+    this.entry(listener).emit('connection', socket);
   }
 }

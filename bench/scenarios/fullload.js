@@ -1,0 +1,135 @@
+// @ts-check
+// Reloads at full load: a closed-loop keep-alive client with enough
+// connections to keep both cores busy, plus new-connection and /slow loops,
+// and a reload every 3 s. The question is what a reload costs the requests
+// being served while the machine has no spare CPU: booting Node processes
+// takes the CPU the serving workers need.
+import { performance } from 'node:perf_hooks';
+import { Recorder, createStopper, closedLoopClient, newConnLoops } from '../lib/clients.js';
+import { HOST } from '../lib/servers.js';
+import {
+  summarizeReloadRun, reloadWindows, overlapsAny, CLIENTS, fmtMs, fmtInt, formatTable, round, ratio,
+} from '../lib/summary.js';
+
+export const name = 'fullload';
+
+// 32 keep-alive connections: on this 2-core machine the closed-loop client's
+// throughput stops growing at 16-32 connections (the client process itself
+// takes one core); more connections add only queueing. Measured with
+// `--only fullload --fullload-conns N` style sweeps: see bench/README.md.
+export const PARAMS = { kaConns: 32, ncLoops: 2, ncPauseMs: 5, slowConc: 4, periodMs: 3000, settleMs: 500, rampMs: 1000 };
+
+/** @param {any} ctx */
+export async function run(ctx) {
+  const { O, say } = ctx;
+  const reloads = O.quick ? 3 : 10;
+  /** @type {Record<string, any>} */
+  const servers = {};
+  for (const srv of ['baton', 'pm2'].filter((s) => O.servers.includes(s))) {
+    try { servers[srv] = await runOne(ctx, srv, reloads); } catch (err) { ctx.recordError(`fullload ${srv}`, err); }
+    say(`fullload: ${srv} done`);
+  }
+  return { params: { ...PARAMS, reloads }, servers };
+}
+
+/** @param {any} ctx @param {string} srv @param {number} count */
+async function runOne(ctx, srv, count) {
+  const { say, sleep } = ctx;
+  say(`fullload: ${srv}, ${count} reloads every ${PARAMS.periodMs} ms at full load`);
+  const s = await ctx.start(srv);
+  try {
+    const rec = new Recorder();
+    const stop = createStopper();
+    const origin = `http://${HOST}:${s.port}`;
+    const clients = Promise.all([
+      closedLoopClient({ origin, concurrency: PARAMS.kaConns, timeoutMs: 10_000, rec, stop, client: 'ka' }),
+      newConnLoops({ host: HOST, port: s.port, loops: PARAMS.ncLoops, pauseMs: PARAMS.ncPauseMs, timeoutMs: 10_000, rec, stop, client: 'nc' }),
+      closedLoopClient({ origin, path: '/slow?ms=300', concurrency: PARAMS.slowConc, timeoutMs: 10_000, rec, stop, client: 'slow' }),
+    ]);
+    /** @type {any[]} */
+    const done = [];
+    let bodyErr = null;
+    try {
+      await sleep(PARAMS.periodMs);
+      for (let i = 1; i <= count; i++) {
+        const at = performance.now();
+        const r = await ctx.doReload(srv, s, i, rec.t0);
+        done.push(r);
+        if (!r.configOk) say(`  ${srv} reload ${i}: ${r.outcome}${r.configOk ? '' : ', config NOT on every worker'} ${r.error ?? ''}`);
+        // The next reload 3 s after this one's signal, or at once when this
+        // one took longer (a reload is never stacked on one in progress).
+        await sleep(Math.max(0, PARAMS.periodMs - (performance.now() - at)));
+      }
+    } catch (err) { bodyErr = err; }
+    stop.stop();
+    await clients;
+    const endMs = performance.now() - rec.t0;
+    if (bodyErr) throw bodyErr;
+    const sum = summarizeReloadRun({ records: rec, reloads: done, endMs, binMs: 500, settleMs: PARAMS.settleMs, rampMs: PARAMS.rampMs });
+    const windows = reloadWindows(done, PARAMS.settleMs);
+    return {
+      durationS: round(endMs / 1000, 1), reloadCount: done.length, reloadsCompleted: sum.reloadsCompleted, configOkAll: sum.configOkAll,
+      counts: sum.counts, latency: sum.latency, latencyStrict: sum.latencyStrict, readyMs: sum.readyMs, goneMs: sum.goneMs, worstBinP99: sum.worstBinP99,
+      throughput: throughputSplit(rec, windows, PARAMS.rampMs, endMs), errorCodes: rec.errors, timeline: sum.timeline, windows,
+    };
+  } finally { await s.stop(); s.reap?.(); }
+}
+
+/**
+ * Keep-alive answers per second inside reload windows and outside them (by
+ * completion time), and all answers per second over the whole run.
+ * @param {Recorder} rec @param {number[][]} windows @param {number} fromMs @param {number} endMs
+ */
+export function throughputSplit(rec, windows, fromMs, endMs) {
+  const ka = CLIENTS.indexOf('ka');
+  let inside = 0; let outside = 0; let all = 0;
+  for (let i = 0; i < rec.t.length; i++) {
+    if (rec.kind[i] !== 0) continue;
+    const end = rec.t[i] + rec.lat[i];
+    if (end < fromMs) continue;
+    all++;
+    if (rec.client[i] !== ka) continue;
+    if (overlapsAny(end, end, windows)) inside++; else outside++;
+  }
+  let inMs = 0;
+  for (const [a, b] of windows) inMs += Math.max(0, Math.min(b, endMs) - Math.max(a, fromMs));
+  const outMs = Math.max(1, endMs - fromMs - inMs);
+  const kaIn = inMs > 0 ? inside / (inMs / 1000) : null;
+  const kaOut = outside / (outMs / 1000);
+  return {
+    okPerS: round(all / ((endMs - fromMs) / 1000), 0), kaInsidePerS: round(kaIn, 0), kaOutsidePerS: round(kaOut, 0),
+    dip: kaIn == null ? null : round(1 - kaIn / kaOut, 3), insideMs: round(inMs, 0), outsideMs: round(outMs, 0),
+  };
+}
+
+/** @param {any} x @param {(id: string, label: string, value: any, threshold: string, pass: boolean|null) => void} add */
+export function targets(x, add) {
+  const b = x.servers?.baton;
+  const p = x.servers?.pm2;
+  add('fullload-failures', 'baton failed requests, reloads at full load', b ? b.counts.all.failed : null, '0', b ? b.counts.all.failed === 0 : null);
+  const lr = b ? ratio(b.latency.inside.p99, b.latency.outside.p99) : null;
+  add('fullload-p99', 'full load: keep-alive p99 in reload windows vs outside', b ? `${fmtMs(b.latency.inside.p99)} / ${fmtMs(b.latency.outside.p99)} = ${lr == null ? 'n/a' : lr.toFixed(2) + 'x'}` : null,
+    '<= 1.50x', lr == null ? (b ? false : null) : lr <= 1.5);
+  const tr = b && p ? ratio(b.throughput.okPerS, p.throughput.okPerS) : null;
+  add('fullload-vs-pm2', 'full load with reloads: answers/s vs PM2', tr == null ? null : `${tr.toFixed(2)}x`, '>= 1.15x', tr == null ? null : tr >= 1.15);
+  add('fullload-config', 'full load: new config on every worker after each reload', b ? (b.configOkAll ? 'yes' : 'NO') : null, 'yes', b ? b.configOkAll : null);
+}
+
+/** @param {any} x @returns {string[]} */
+export function report(x) {
+  const out = [`== Reloads at full load (${x.params.kaConns} closed-loop keep-alive conns + ${x.params.ncLoops} new-conn loops + ${x.params.slowConc} × /slow?ms=300; a reload every ${x.params.periodMs / 1000} s) ==`];
+  const rows = Object.entries(x.servers ?? {}).map(([n, v]) => {
+    const s = /** @type {any} */ (v);
+    return [n, `${s.reloadsCompleted}/${s.reloadCount}`, fmtInt(s.counts.all.total), s.counts.all.failed, fmtInt(s.throughput.okPerS),
+      fmtInt(s.throughput.kaOutsidePerS), fmtInt(s.throughput.kaInsidePerS), s.throughput.dip == null ? 'n/a' : `${(s.throughput.dip * 100).toFixed(1)}%`,
+      fmtMs(s.latency.inside.p99), fmtMs(s.latency.outside.p99), fmtMs(s.worstBinP99), fmtMs(s.readyMs.p50), fmtMs(s.goneMs.p50), s.configOkAll ? 'yes' : 'NO'];
+  });
+  out.push(formatTable(['server', 'reloads', 'requests', 'failed', 'answers/s', 'ka/s out', 'ka/s in', 'dip', 'p99 in', 'p99 out', 'worst p99/bin', 'ready p50', 'gone p50', 'config ok'], rows));
+  out.push(`(reload window = signal -> old generation gone + ${x.params.settleMs} ms; first ${x.params.rampMs} ms left out; dip = 1 - ka/s in windows / ka/s outside;` +
+    ` without the margin p99 in/out: ${Object.entries(x.servers ?? {}).map(([n, s]) => `${n} ${fmtMs(/** @type {any} */ (s).latencyStrict.inside.p99)} / ${fmtMs(/** @type {any} */ (s).latencyStrict.outside.p99)}`).join(', ')})`);
+  for (const [n, s] of Object.entries(x.servers ?? {})) {
+    const e = Object.entries(/** @type {any} */ (s).errorCodes ?? {});
+    if (e.length) out.push(`${n} errors: ${e.map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  return out;
+}
