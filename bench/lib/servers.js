@@ -146,12 +146,12 @@ function cleanEnv(extra) {
 }
 
 /**
- * @param {'bare'|'cluster'|'broken'} kind
+ * @param {'bare'|'cluster'|'cluster-tls'|'broken'} kind
  * @param {Record<string,string>} [env]
  */
 export async function startApp(kind, env = {}) {
   const port = await getFreePort();
-  const file = { bare: 'bare.js', cluster: 'cluster.js', broken: 'broken.js' }[kind];
+  const file = { bare: 'bare.js', cluster: 'cluster.js', 'cluster-tls': 'cluster-tls.js', broken: 'broken.js' }[kind];
   const s = new ServerProc(kind, process.execPath, [path.join(APPS_DIR, file)],
     { env: cleanEnv({ PORT: String(port), HOST, WORKERS: '2', MESSAGE: 'Before hot reload', ...env }) });
   const ready = await s.waitFor((o) => o.msg === 'ready', 15_000);
