@@ -487,12 +487,12 @@ async function shutdownFor(name) {
   say(`shutdown: ${name}`);
   /** @type {any} */
   const out = {};
-  for (const mode of ['idle', 'inflight']) {
+  for (const mode of ['none', 'idle', 'inflight']) {
     const s = /** @type {any} */ (await start(name));
     const pool = new Pool(`http://${HOST}:${s.port}`, { connections: 8, pipelining: 1 });
     try {
-      // Open 8 keep-alive sockets and leave them idle.
-      await Promise.all(Array.from({ length: 8 }, () => pool.request({ path: '/slow?ms=50', method: 'GET' }).then((r) => r.body.text())));
+      // Open 8 keep-alive sockets and leave them idle ('none': no connection at all).
+      if (mode !== 'none') await Promise.all(Array.from({ length: 8 }, () => pool.request({ path: '/slow?ms=50', method: 'GET' }).then((r) => r.body.text())));
       /** @type {Promise<string>|null} */
       let slow = null;
       if (mode === 'inflight') {

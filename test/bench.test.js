@@ -199,6 +199,11 @@ test('targets: PASS/FAIL/SKIP from a results object', (t) => {
   t.is(byId['soak-fd'].status, 'FAIL');
   t.is(byId['soak-workers'].status, 'PASS');
   t.is(byId['shutdown-idle'].status, 'PASS');
+  t.is(byId['shutdown-none'].status, 'SKIP', 'no run with nothing connected in this sample');
+  t.is(byId['nc-vs-cluster'].status, 'SKIP', 'no new-connection rounds in this sample');
+  const slow = evaluateTargets({ shutdown: { servers: { baton: { idle: { ms: 5600, code: 0 }, none: { ms: 30, code: 0 } } } } });
+  t.is(slow.find((x) => x.id === 'shutdown-idle')?.status, 'FAIL');
+  t.is(slow.find((x) => x.id === 'shutdown-none')?.status, 'PASS');
   const none = evaluateTargets({});
   t.true(none.every((r) => r.status === 'SKIP'));
 });

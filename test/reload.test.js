@@ -173,5 +173,9 @@ test('a draining worker spreads its keep-alive clients\' reconnects over DRAIN_S
   t.is(closedAfter.length, 8, 'every connection was asked to reconnect');
   closedAfter.sort((a, b) => a - b);
   t.true(/** @type {number} */ (closedAfter.at(-1)) - /** @type {number} */ (closedAfter[0]) > 300, `spread: ${closedAfter.join(', ')} ms after the signal`);
-  t.true(/** @type {number} */ (closedAfter.at(-1)) < 1500 + 1000, `within the spread: ${closedAfter.join(', ')}`);
+  // The spread starts with the drain (the new generation ready), not with the
+  // signal: how long the boot took before it varies with the machine's load.
+  const drainAt = Date.parse(String((await baton.waitForLog('reload complete', { since })).time)) - signalAt;
+  const sinceDrain = closedAfter.map((ms) => ms - drainAt);
+  t.true(/** @type {number} */ (sinceDrain.at(-1)) < 1500 + 500, `within the spread after the drain began: ${sinceDrain.join(', ')} ms`);
 });

@@ -2,6 +2,8 @@
 // SIGTERM, SIGINT and SIGQUIT: ordered shutdown. In-flight requests finish,
 // the primary exits 0, and no process of its group is left.
 import test from 'ava';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { FIXTURES, pollUntil, startBaton } from './helpers/baton.js';
 import { get, waitInFlight } from './helpers/http.js';
@@ -126,3 +128,55 @@ test('Ctrl+C to the whole process group: workers ignore it, the request in fligh
   t.is((await baton.waitExit()).code, 0);
   t.falsy(baton.logs.find((l) => l.msg === 'worker exited unexpectedly'));
 });
+
+/**
+ * A POST on a new connection: 200, or how it failed ('refused': never sent,
+ * a proxy retries it elsewhere; 'reset': cut after it was sent, a proxy
+ * answers 502, as it cannot know whether it ran).
+ * @param {number} port @returns {Promise<string>}
+ */
+function postOnNewConnection(port) {
+  return new Promise((resolve) => {
+    const body = 'x'.repeat(512);
+    const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/', agent: false, headers: { 'content-length': body.length } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(String(res.statusCode)));
+      res.on('error', () => resolve('reset'));
+    });
+    req.on('error', (/** @type {NodeJS.ErrnoException} */ err) => resolve(err.code === 'ECONNREFUSED' ? 'refused' : err.code === 'ECONNRESET' ? 'reset' : String(err.code ?? err.message)));
+    req.setTimeout(10_000, () => req.destroy(new Error('timeout')));
+    req.end(body);
+  });
+}
+
+test('connections queued while the primary was busy when SIGTERM came are answered, not reset by the closing port', async (t) => {
+  // Closing a listening socket resets the connections queued on it, whose
+  // clients have sent their request already (nginx answers such a POST
+  // with 502). The primary is stopped (SIGSTOP) while clients connect and
+  // send, so that they wait in the kernel's queue, then SIGTERM and SIGCONT:
+  // the shutdown must accept them before it closes the port.
+  const baton = await startBaton({ t, args: [join(FIXTURES, 'apps', 'echo-post.mjs')], env: { WORKERS: '2' } });
+  t.is(await postOnNewConnection(baton.port), '200');
+  process.kill(baton.pid, 'SIGSTOP');
+  t.teardown(() => { try { process.kill(baton.pid, 'SIGCONT'); } catch { /* gone */ } });
+  const posts = Array.from({ length: 20 }, () => postOnNewConnection(baton.port));
+  // Connected and sent: the kernel completed the handshakes; check it holds them.
+  t.true(await pollUntil(() => acceptQueue(baton.port) >= 20, 5000), `queued: ${acceptQueue(baton.port)}`);
+  process.kill(baton.pid, 'SIGTERM');
+  process.kill(baton.pid, 'SIGCONT');
+  const outcomes = await Promise.all(posts);
+  t.deepEqual(outcomes, outcomes.map(() => '200'), outcomes.join(' '));
+  t.deepEqual(await baton.waitExit(), { code: 0, signal: null });
+  t.is(await postOnNewConnection(baton.port), 'refused');
+});
+
+/** Connections waiting in the accept queue of 127.0.0.1:port (Recv-Q of its LISTEN socket in /proc/net/tcp). @param {number} port */
+function acceptQueue(port) {
+  const hex = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    // f[1] local address, f[3] state (0A: LISTEN), f[4] tx_queue:rx_queue
+    if (f[1] === hex && f[3] === '0A') return parseInt(String(f[4]).split(':')[1], 16);
+  }
+  return 0;
+}

@@ -1,9 +1,71 @@
 // @ts-check
-// placeholder: written next
+// Balance: under new-connection load, how evenly the workers share the
+// connections. Round-robin (node:cluster's default, baton's DISPATCH=primary)
+// is even by construction; a shared accept queue (DISPATCH=shared) leaves it
+// to the kernel, which on Linux wakes whichever process is waiting, and can
+// be very uneven (why cluster defaults to round-robin).
+import { newConnRequest } from '../lib/clients.js';
+import { HOST } from '../lib/servers.js';
+import { formatTable, fmtInt, round } from '../lib/summary.js';
+
 export const name = 'balance';
+const LOOPS = 16;
+
 /** @param {any} ctx */
-export async function run(ctx) { ctx.say('balance: not written yet'); return { skipped: true }; }
-/** @param {any} x @param {any} add */
-export function targets(x, add) {}
+export async function run(ctx) {
+  const { O, say } = ctx;
+  const durationS = O.duration;
+  /** @type {Record<string, any>} */
+  const servers = {};
+  const wanted = [
+    ['cluster', 'cluster', {}],
+    ['baton', 'baton', {}],
+    ['baton shared', 'baton', { DISPATCH: 'shared' }],
+  ].filter(([, srv]) => O.servers.includes(srv));
+  for (const [label, srv, vars] of /** @type {[string, string, Record<string, string>][]} */ (wanted)) {
+    say(`balance: ${label}, ${LOOPS} new-connection loops for ${durationS} s`);
+    const s = await ctx.start(srv, { vars: { WORKERS: 2, ...vars } });
+    try {
+      servers[label] = await share(s.port, durationS);
+    } finally { await s.stop(); }
+  }
+  return { loops: LOOPS, durationS, servers };
+}
+
+/** Each answer of /healthz names the worker's pid. @param {number} port @param {number} durationS */
+async function share(port, durationS) {
+  /** @type {Record<string, number>} */
+  const perPid = {};
+  let failed = 0;
+  const end = Date.now() + durationS * 1000;
+  await Promise.all(Array.from({ length: LOOPS }, async () => {
+    while (Date.now() < end) {
+      try {
+        const r = await newConnRequest({ host: HOST, port, path: '/healthz', timeoutMs: 10_000 });
+        const pid = String(JSON.parse(r.body).pid);
+        perPid[pid] = (perPid[pid] ?? 0) + 1;
+      } catch { failed++; }
+    }
+  }));
+  const counts = Object.values(perPid);
+  const total = counts.reduce((a, b) => a + b, 0);
+  const fair = total / Math.max(1, counts.length);
+  return { total, failed, perWorker: counts.sort((a, b) => b - a), workers: counts.length, maxOverFair: round(Math.max(...counts) / fair, 3) };
+}
+
+/** @param {any} x @param {(id: string, label: string, value: any, threshold: string, pass: boolean|null) => void} add @param {any} all */
+export function targets(x, add, all) {
+  // The default dispatch mode is what the target is about (README: DISPATCH).
+  const b = x.servers?.baton;
+  add('balance', 'new conns: busiest worker vs fair share (default dispatch)', b ? `${b.maxOverFair.toFixed(2)}x` : null, '<= 1.25x', b ? b.workers === 2 && b.maxOverFair <= 1.25 : null);
+}
+
 /** @param {any} x @returns {string[]} */
-export function report(x) { return []; }
+export function report(x) {
+  const rows = Object.entries(x.servers).map(([n, v]) => {
+    const s = /** @type {any} */ (v);
+    return [n, fmtInt(s.total), s.failed, s.perWorker.map(fmtInt).join(' / '), `${s.maxOverFair.toFixed(2)}x`];
+  });
+  return [`== Balance: ${x.loops} new-connection loops, ${x.durationS} s, 2 workers ==`,
+    formatTable(['server', 'answers', 'failed', 'per worker', 'busiest / fair'], rows)];
+}

@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { Recorder, createStopper, closedLoopClient, newConnLoops } from '../lib/clients.js';
 import { HOST } from '../lib/servers.js';
 import {
-  summarizeReloadRun, reloadWindows, overlapsAny, CLIENTS, fmtMs, fmtInt, formatTable, round, ratio,
+  summarizeReloadRun, reloadWindows, overlapsAny, latencyStats, CLIENTS, fmtMs, fmtInt, formatTable, round, ratio,
 } from '../lib/summary.js';
 
 export const name = 'fullload';
@@ -25,18 +25,24 @@ export async function run(ctx) {
   const reloads = O.quick ? 3 : 10;
   /** @type {Record<string, any>} */
   const servers = {};
-  for (const srv of ['baton', 'pm2'].filter((s) => O.servers.includes(s))) {
-    try { servers[srv] = await runOne(ctx, srv, reloads); } catch (err) { ctx.recordError(`fullload ${srv}`, err); }
-    say(`fullload: ${srv} done`);
+  // Dev aid: BENCH_FULLLOAD_VARIANTS='{"label": {".env key": value}, ...}' runs
+  // baton once per variant instead (how BOOT_NICE and the boot concurrency were chosen).
+  const variants = process.env.BENCH_FULLLOAD_VARIANTS ? JSON.parse(process.env.BENCH_FULLLOAD_VARIANTS) : null;
+  const plan = variants
+    ? Object.entries(variants).map(([label, vars]) => ({ label, srv: 'baton', vars }))
+    : ['baton', 'pm2'].filter((s) => O.servers.includes(s)).map((srv) => ({ label: srv, srv, vars: {} }));
+  for (const { label, srv, vars } of plan) {
+    try { servers[label] = await runOne(ctx, srv, reloads, vars); } catch (err) { ctx.recordError(`fullload ${label}`, err); }
+    say(`fullload: ${label} done`);
   }
   return { params: { ...PARAMS, reloads }, servers };
 }
 
-/** @param {any} ctx @param {string} srv @param {number} count */
-async function runOne(ctx, srv, count) {
+/** @param {any} ctx @param {string} srv @param {number} count @param {Record<string, string|number>} vars */
+async function runOne(ctx, srv, count, vars) {
   const { say, sleep } = ctx;
-  say(`fullload: ${srv}, ${count} reloads every ${PARAMS.periodMs} ms at full load`);
-  const s = await ctx.start(srv);
+  say(`fullload: ${srv} ${JSON.stringify(vars)}, ${count} reloads every ${PARAMS.periodMs} ms at full load`);
+  const s = await ctx.start(srv, { vars });
   try {
     const rec = new Recorder();
     const stop = createStopper();
@@ -70,7 +76,8 @@ async function runOne(ctx, srv, count) {
     return {
       durationS: round(endMs / 1000, 1), reloadCount: done.length, reloadsCompleted: sum.reloadsCompleted, configOkAll: sum.configOkAll,
       counts: sum.counts, latency: sum.latency, latencyStrict: sum.latencyStrict, readyMs: sum.readyMs, goneMs: sum.goneMs, worstBinP99: sum.worstBinP99,
-      throughput: throughputSplit(rec, windows, PARAMS.rampMs, endMs), errorCodes: rec.errors, timeline: sum.timeline, windows,
+      throughput: throughputSplit(rec, windows, PARAMS.rampMs, endMs), phases: phaseSplit(rec, done, PARAMS.rampMs),
+      errorCodes: rec.errors, timeline: sum.timeline, windows,
     };
   } finally { await s.stop(); s.reap?.(); }
 }
@@ -102,6 +109,27 @@ export function throughputSplit(rec, windows, fromMs, endMs) {
   };
 }
 
+/**
+ * Where in a reload the slow keep-alive requests are (by start time): while
+ * the new generation boots (signal -> ready), while both serve (ready -> old
+ * gone), in the settle margin after it, and outside reloads.
+ * @param {Recorder} rec @param {any[]} reloads @param {number} fromMs
+ */
+export function phaseSplit(rec, reloads, fromMs) {
+  const ka = CLIENTS.indexOf('ka');
+  /** @type {Record<string, number[]>} */
+  const lat = { boot: [], overlap: [], settle: [], outside: [] };
+  const spans = reloads.filter((r) => r.readyAt != null && r.goneAt != null).map((r) => [r.signalAt, r.readyAt, r.goneAt, r.goneAt + PARAMS.settleMs]);
+  for (let i = 0; i < rec.t.length; i++) {
+    if (rec.client[i] !== ka || rec.kind[i] !== 0 || rec.t[i] < fromMs) continue;
+    const t = rec.t[i];
+    const span = spans.find((x) => t >= x[0] && t < x[3]);
+    const phase = !span ? 'outside' : t < span[1] ? 'boot' : t < span[2] ? 'overlap' : 'settle';
+    lat[phase].push(rec.lat[i]);
+  }
+  return Object.fromEntries(Object.entries(lat).map(([k, v]) => [k, latencyStats(v)]));
+}
+
 /** @param {any} x @param {(id: string, label: string, value: any, threshold: string, pass: boolean|null) => void} add */
 export function targets(x, add) {
   const b = x.servers?.baton;
@@ -127,6 +155,10 @@ export function report(x) {
   out.push(formatTable(['server', 'reloads', 'requests', 'failed', 'answers/s', 'ka/s out', 'ka/s in', 'dip', 'p99 in', 'p99 out', 'worst p99/bin', 'ready p50', 'gone p50', 'config ok'], rows));
   out.push(`(reload window = signal -> old generation gone + ${x.params.settleMs} ms; first ${x.params.rampMs} ms left out; dip = 1 - ka/s in windows / ka/s outside;` +
     ` without the margin p99 in/out: ${Object.entries(x.servers ?? {}).map(([n, s]) => `${n} ${fmtMs(/** @type {any} */ (s).latencyStrict.inside.p99)} / ${fmtMs(/** @type {any} */ (s).latencyStrict.outside.p99)}`).join(', ')})`);
+  for (const [n, s] of Object.entries(x.servers ?? {})) {
+    const ph = /** @type {any} */ (s).phases;
+    if (ph) out.push(`${n} keep-alive p99 by phase: booting ${fmtMs(ph.boot.p99)} (${fmtInt(ph.boot.count)}), both generations serving ${fmtMs(ph.overlap.p99)} (${fmtInt(ph.overlap.count)}), settle ${fmtMs(ph.settle.p99)} (${fmtInt(ph.settle.count)}), outside ${fmtMs(ph.outside.p99)} (${fmtInt(ph.outside.count)})`);
+  }
   for (const [n, s] of Object.entries(x.servers ?? {})) {
     const e = Object.entries(/** @type {any} */ (s).errorCodes ?? {});
     if (e.length) out.push(`${n} errors: ${e.map(([k, v]) => `${k} ${v}`).join(', ')}`);

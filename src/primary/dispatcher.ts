@@ -82,6 +82,10 @@ export class HandOverDispatcher implements Dispatch {
   private seq = 0;
   private dispatchedCount = 0;
   private readonly peer: { address?: string } = {};
+  /** Workers taken out of the rotation (draining, or gone): the last resort at shutdown. */
+  private readonly removed = new Set<WorkerHandle>();
+  /** Shutting down: the waiting connections were closed, and no more wait. */
+  private closed = false;
 
   /** `sticky`: route by the client's address (STICKY=ip). */
   constructor(private readonly sticky = false) {}
@@ -110,6 +114,7 @@ export class HandOverDispatcher implements Dispatch {
 
   remove(worker: WorkerHandle): void {
     this.targets = this.targets.filter((w) => w !== worker);
+    this.removed.add(worker);
   }
 
   ack(worker: WorkerHandle, upTo: number): void {
@@ -124,6 +129,7 @@ export class HandOverDispatcher implements Dispatch {
 
   workerGone(worker: WorkerHandle): void {
     this.remove(worker);
+    this.removed.delete(worker);
     const list = this.unacked.get(worker);
     this.unacked.delete(worker);
     if (!list) return;
@@ -132,6 +138,7 @@ export class HandOverDispatcher implements Dispatch {
   }
 
   closeWaiting(): void {
+    this.closed = true;
     for (const { conn } of this.waiting.splice(0)) conn.close();
   }
 
@@ -157,9 +164,11 @@ export class HandOverDispatcher implements Dispatch {
     return undefined;
   }
 
-  private dispatch(conn: RawConnection, listener: number, worker = this.pick(conn)): void {
+  private dispatch(conn: RawConnection, listener: number, worker = this.pick(conn) ?? this.lastResort()): void {
     if (!worker) {
-      this.waiting.push({ conn, listener });
+      // Shutting down, nobody left to take it: closed now, not held until exit.
+      if (this.closed) conn.close();
+      else this.waiting.push({ conn, listener });
       return;
     }
     const id = ++this.seq;
@@ -177,6 +186,17 @@ export class HandOverDispatcher implements Dispatch {
       this.unackedCount--;
       this.dispatch(conn, listener);
     });
+  }
+
+  /**
+   * At shutdown, a connection handed back from a worker that died before
+   * taking it goes to a worker still draining (it answers with Connection:
+   * close) rather than being closed unanswered.
+   */
+  private lastResort(): WorkerHandle | undefined {
+    if (!this.closed) return undefined;
+    for (const w of this.removed) if (w.state === 'draining' && w.proc.connected()) return w;
+    return undefined;
   }
 
   private flush(): void {

@@ -16,6 +16,7 @@ import { lookup } from 'node:dns/promises';
 import { chmodSync, renameSync, unlinkSync } from 'node:fs';
 import net, { createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { getSystemErrorName } from 'node:util';
 import type { ListenAddress } from '../config.js';
 import type { ListenerInfo } from '../protocol.js';
@@ -100,10 +101,17 @@ function listenOn(server: Server, options: Parameters<Server['listen']>[0]): Pro
 }
 
 /** Primary mode: the listening handle hands us raw connections, no net.Socket made. */
+/** The longest a shutdown keeps accepting what was queued before it closes the ports. */
+const SWEEP_MAX_MS = 250;
+
+/** Connections accepted by this process (the shutdown's sweep watches it). */
+let acceptedCount = 0;
+
 function takeConnections(server: Server, index: number, onConnection: OnConnection, onError: (err: Error) => void): void {
   const handle = (server as unknown as { _handle: RawHandle })._handle;
   handle.onconnection = (err, conn) => {
     if (err) return onError(Object.assign(new Error(`accept failed: ${errnoMessage(err)}`), { errno: err }));
+    acceptedCount++;
     onConnection(conn, index);
   };
 }
@@ -284,6 +292,7 @@ export class Listeners {
    * (cleanup() removes them).
    */
   stopAccepting(): void {
+    this.sweeping = false;
     for (const e of this.entries) {
       if (e.server?.listening) e.server.close();
       if (e.handle && !this.closed.has(e.handle)) {
@@ -294,6 +303,47 @@ export class Listeners {
   }
 
   private readonly closed = new Set<RawHandle>();
+  private sweeping = false;
+
+  /**
+   * Stops accepting after a last sweep of the kernel's accept queues, then
+   * calls `done`. Closing a listening socket resets the connections queued
+   * on it, whose clients may already have sent a request (nginx answers a
+   * POST so reset with 502, and does not retry it): those that arrived
+   * while this process was busy starting the shutdown are accepted first.
+   * libuv accepts one connection per event-loop turn here, so the sweep
+   * goes on turn after turn while turns still accept, for at most
+   * SWEEP_MAX_MS. What arrives in the microseconds between its last turn
+   * and the close is reset, as with any server that closes its port. In
+   * shared mode the workers poll the sockets, and sweep as they stop
+   * (runtime.ts).
+   */
+  stopAcceptingAfterSweep(done: () => void): void {
+    if (this.mode !== 'primary') {
+      this.stopAccepting();
+      done();
+      return;
+    }
+    this.sweeping = true;
+    const until = performance.now() + SWEEP_MAX_MS;
+    let seen = acceptedCount;
+    let idleTurns = 0;
+    const turn = (): void => {
+      // A forced stop meanwhile has closed them already.
+      if (!this.sweeping) return done();
+      if (acceptedCount !== seen) {
+        seen = acceptedCount;
+        idleTurns = 0;
+      } else idleTurns++;
+      // Two turns in a row that accepted nothing: the queues are empty.
+      if (idleTurns >= 2 || performance.now() >= until) {
+        this.stopAccepting();
+        return done();
+      }
+      setImmediate(turn);
+    };
+    setImmediate(turn);
+  }
 
   /** A new primary owns them now: nothing of them is removed at exit. */
   handOver(): void {

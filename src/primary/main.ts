@@ -311,6 +311,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     environment,
     dispatcher,
     stopAccepting: () => listeners.stopAccepting(),
+    stopAcceptingAfterSweep: (done) => listeners.stopAcceptingAfterSweep(done),
     address: () => firstTcp ? { host: firstTcp.host, port: firstTcp.port } : { host: '', port: 0 },
     listeners: () => listenerInfo,
     ticketKeys: () => ticketKeys.base64,

@@ -84,6 +84,7 @@ type Event =
   | { readonly type: 'drain-deadline'; readonly worker: WorkerHandle }
   | { readonly type: 'respawn'; readonly generation: number }
   | { readonly type: 'shutdown-delay-over' }
+  | { readonly type: 'accept-swept' }
   | { readonly type: 'force-exit' }
   | { readonly type: 'upgrade-serving'; readonly pid: number; readonly node: string }
   | { readonly type: 'upgrade-failed'; readonly reason: string; readonly exitCode: number };
@@ -107,8 +108,10 @@ export interface SupervisorDeps {
   readonly loadConfig: () => LoadResult;
   readonly environment: Readonly<Record<string, string | undefined>>;
   readonly dispatcher: Dispatch;
-  /** Closes the listening socket. */
+  /** Closes the listening sockets. */
   readonly stopAccepting: () => void;
+  /** Closes them after accepting what is queued on them (a graceful shutdown); then `done`. */
+  readonly stopAcceptingAfterSweep?: (done: () => void) => void;
   readonly address: () => { host: string; port: number };
   /** Every address the primary listens on (workers index into it). */
   readonly listeners: () => readonly ListenerInfo[];
@@ -160,6 +163,8 @@ export class Supervisor {
   private stopStartedAt = 0;
   /** Stopping, but still serving while load balancers notice (SHUTDOWN_DELAY_MS). */
   private delayingStop = false;
+  /** A graceful shutdown is accepting what is queued before the port closes. */
+  private sweeping = false;
   private readonly backoff = new Backoff(100, 10_000);
   /** A count set by scaling; holds across reloads until WORKERS changes. */
   private scaleOverride: number | undefined;
@@ -271,6 +276,9 @@ export class Supervisor {
         return;
       case 'shutdown-delay-over':
         if (this.state === 'stopping' && this.delayingStop) this.closeAndDrain();
+        return;
+      case 'accept-swept':
+        if (this.state === 'stopping' && this.sweeping) this.drainAll();
         return;
       case 'force-exit':
         if (this.state !== 'stopped') this.finish();
@@ -752,7 +760,20 @@ export class Supervisor {
   /** Stop accepting, then drain every worker; exit once all are gone. */
   private closeAndDrain(): void {
     this.delayingStop = false;
+    if (this.deps.stopAcceptingAfterSweep) {
+      // The connections accepted in the sweep go to the serving workers,
+      // which are told to drain only after it: they answer them with
+      // Connection: close.
+      this.sweeping = true;
+      this.deps.stopAcceptingAfterSweep(() => this.enqueue({ type: 'accept-swept' }));
+      return;
+    }
     this.deps.stopAccepting();
+    this.drainAll();
+  }
+
+  private drainAll(): void {
+    this.sweeping = false;
     this.deps.dispatcher.closeWaiting();
     // Workers already draining from a reload: their idle sockets can go now.
     for (const w of this.live) if (w.state === 'draining') w.proc.send({ type: 'drain', reason: 'shutdown' });
@@ -774,6 +795,7 @@ export class Supervisor {
       this.tell((o) => o.stopping?.());
     }
     this.delayingStop = false;
+    this.sweeping = false;
     // Both are idempotent: a forced stop may come before or after them.
     this.deps.stopAccepting();
     this.deps.dispatcher.closeWaiting();

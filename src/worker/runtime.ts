@@ -276,8 +276,13 @@ function serve(host: ServerHost, s: Serving): void {
   let deadline: NodeJS.Timeout | undefined;
   let report: NodeJS.Timeout | undefined;
   const drain = (reason: Parameters<ConnectionTracker['drain']>[0]): void => {
-    // Shared accept queue: stop taking connections; what is queued stays for the others.
-    for (const server of acceptors.splice(0)) server.close();
+    // Shared accept queue: stop taking connections; what is queued stays for
+    // the others. After a sweep (as the primary does, listeners.ts): the
+    // last process to close the socket resets what is queued on it, and at
+    // a shutdown that may be this one. What it accepts meanwhile is answered
+    // with Connection: close.
+    const closing = acceptors.splice(0);
+    if (closing.length > 0) setImmediate(() => setImmediate(() => { for (const server of closing) server.close(); }));
     if (!tracker.drain(reason, () => { clearTimeout(deadline); clearInterval(report); void exit(); })) return;
     log.info({ reason, ...tracker.stats }, 'draining');
     // Shortly before the primary's deadline, close what is still open (a

@@ -49,11 +49,11 @@ http {
 
   upstream baton {
 ${servers}
-    # Idle connections to the upstreams kept open per nginx worker.
+${o.keepalive === 0 ? '    # keepalive 0: a new upstream connection for every request' : `    # Idle connections to the upstreams kept open per nginx worker.
     keepalive ${o.keepalive ?? 64};
     # Below baton's KEEP_ALIVE_TIMEOUT_MS (5 s): nginx drops an idle upstream
     # connection before baton would, so it never sends on one baton is closing.
-    keepalive_timeout ${o.keepaliveTimeout ?? '4s'};
+    keepalive_timeout ${o.keepaliveTimeout ?? '4s'};`}
   }
 
   server {
