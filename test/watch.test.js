@@ -6,7 +6,7 @@
 // with SIGHUP.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WATCH_DEBOUNCE_MS } from '../dist/primary/change-watcher.js';
@@ -134,4 +134,38 @@ test('WATCH_PATHS (and --watch): a change in the app\'s code reloads and the new
   writeFileSync(join(baton.dir, 'src', 'lib', 'helper.mjs'), 'export default 1;\n');
   await baton.waitForLog((l) => l.msg === 'reload complete', { since });
   t.regex(String(baton.logs.slice(since).find((l) => l.msg === 'reload requested')?.source), /lib\/helper\.mjs/);
+});
+
+test('a write that leaves the content as it was reloads nothing; the next real change reloads once', async (t) => {
+  const baton = await startBaton({ t, env: { ...BASE, MESSAGE: 'v0' } });
+  await baton.waitForLog('watching for changes: they reload');
+  const since = baton.logs.length;
+  // Rewritten with the same bytes (a config tool that always writes), in
+  // place and by a rename, then a real change.
+  writeFileSync(baton.envPath, readFileSync(baton.envPath));
+  baton.writeEnv({ MESSAGE: 'v0' });
+  await new Promise((r) => setTimeout(r, WATCH_DEBOUNCE_MS * 3));
+  baton.writeEnv({ MESSAGE: 'v1' });
+  const r = await reloadedTo(baton, since, 'v1');
+  t.is(r.body, r.expected);
+  t.is(baton.logs.slice(since).filter((l) => l.msg === 'reload started').length, 1, 'only the real change reloaded');
+});
+
+test('WATCH is reloadable: a change that turns it off reloads once and stops the watching', async (t) => {
+  const baton = await startBaton({ t, env: { ...BASE, MESSAGE: 'v0' } });
+  await baton.waitForLog('watching for changes: they reload');
+  let since = baton.logs.length;
+  baton.writeEnv({ WATCH: 'off', MESSAGE: 'v1' });
+  const r = await reloadedTo(baton, since, 'v1');
+  t.is(r.body, r.expected);
+  await baton.waitForLog('stopped watching for changes', { since });
+  // Changed again: nothing happens by itself (a bounded look, several debounce periods) ...
+  since = baton.logs.length;
+  baton.writeEnv({ MESSAGE: 'v2' });
+  await new Promise((r) => setTimeout(r, WATCH_DEBOUNCE_MS * 5));
+  t.false(baton.logs.slice(since).some((l) => l.msg === 'reload requested'), 'no reload without WATCH');
+  t.is((await get(baton.port, '/')).body, 'v1\n');
+  // ... until a SIGHUP, which reads it.
+  t.is((await baton.reload()).msg, 'reload complete');
+  t.is((await get(baton.port, '/')).body, 'v2\n');
 });

@@ -15,6 +15,8 @@ import { readdirSync, readFileSync, statSync, watch, type FSWatcher } from 'node
 import { basename, dirname, join, resolve } from 'node:path';
 
 export const WATCH_DEBOUNCE_MS = 300;
+/** The pending mark of "the .env file's directory changed". */
+const ENV = '\0env';
 /** Folder names under WATCH_PATHS that never trigger a reload. */
 export const IGNORED_DIRS = ['node_modules', '.git'];
 /** A tree of more folders than this is not watched past it (one watch each). */
@@ -41,6 +43,7 @@ export class ChangeWatcher {
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
   private envText = '';
+  private envFile = '';
   private pending = new Set<string>();
   private current = '';
 
@@ -58,12 +61,10 @@ export class ChangeWatcher {
     if (!settings.enabled) return true;
     this.envText = readOrEmpty(settings.envFile);
     const envDir = dirname(settings.envFile);
-    this.add(envDir, () => {
-      const text = readOrEmpty(settings.envFile);
-      if (text === this.envText) return;
-      this.envText = text;
-      this.changed(basename(settings.envFile));
-    });
+    // Compared when the debounce ends, not at each event: a file written in
+    // place is read half-written (even empty) at its first event.
+    this.envFile = settings.envFile;
+    this.add(envDir, () => this.changed(ENV));
     const own = new Set(settings.ownFiles);
     let dirs = 0;
     const tree = (dir: string): void => {
@@ -117,6 +118,16 @@ export class ChangeWatcher {
       this.timer = undefined;
       const what = [...this.pending];
       this.pending.clear();
+      if (what.includes(ENV)) {
+        const text = readOrEmpty(this.envFile);
+        const same = text === this.envText;
+        this.envText = text;
+        // Only the .env directory stirred, and the file reads as before:
+        // baton's own files there, or a write of the same content.
+        if (same && what.length === 1) return;
+        if (same) what.splice(what.indexOf(ENV), 1);
+        else what[what.indexOf(ENV)] = basename(this.envFile);
+      }
       this.onChange(what);
     }, WATCH_DEBOUNCE_MS);
     this.timer.unref();
