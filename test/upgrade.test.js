@@ -91,14 +91,16 @@ test.serial('three baton upgrades under keep-alive + new-connection + slow load:
 
 test('SIGUSR2 upgrades too; a reload asked during an upgrade is refused with a clear reason', async (t) => {
   const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'slow-boot.mjs'), BOOT_MS: '100' } });
-  baton.writeEnv({ BOOT_MS: '1500' });
+  // The new primary's workers take 4 s to boot: the upgrade is in progress
+  // while both commands (each a Node start-up, slow on a busy machine) run.
+  baton.writeEnv({ BOOT_MS: '4000' });
   const since = baton.logs.length;
   baton.signal('SIGUSR2');
   await baton.waitForLog('upgrade started: starting a new primary', { since });
-  const reload = await cli(baton.dir, ['reload']);
+  const [reload, second] = await Promise.all([cli(baton.dir, ['reload']), cli(baton.dir, ['upgrade'])]);
+  t.false(baton.logs.slice(since).some((l) => l.msg === 'handed over to the new primary: exiting'), 'both came while it was in progress');
   t.is(reload.code, 1);
   t.regex(reload.stderr, /reload rejected: an upgrade of the primary is in progress/);
-  const second = await cli(baton.dir, ['upgrade']);
   t.is(second.code, 1);
   t.regex(second.stderr, /upgrade rejected: an upgrade is already in progress/);
   await baton.waitForLog('handed over to the new primary: exiting', { since, timeoutMs: 20000 });
