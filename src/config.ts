@@ -207,7 +207,7 @@ export const KEYS = {
   },
   APP_DIR: {
     field: 'appDir', default: () => '', reloadable: true, parse: (raw) => raw.trim(),
-    doc: 'The directory the app runs from, re-resolved at every reload (a release symlink such as current/ is followed anew): APP_MODULE is taken against it, and it is the workers\' working directory. Empty: $PWD when it leads to the working directory, else the working directory. The .env file is found in it when APP_DIR comes from the environment or a flag.',
+    doc: 'The directory the app runs from, re-resolved at every reload (a release symlink such as current/ is followed anew): APP_MODULE is taken against it, and it is the workers\' working directory. Empty: $PWD when it leads to the working directory, else the working directory. The .env file is found in it when APP_DIR is set in the environment.',
   },
   READY_TIMEOUT_MS: {
     field: 'readyTimeoutMs', default: () => '30000', reloadable: true, parse: integer(100, 3_600_000),

@@ -51,7 +51,9 @@ test('canRestore: CAP_SYS_NICE, or an RLIMIT_NICE that reaches back to the prima
 test('a reload\'s worker boots with every thread at BOOT_NICE and serves at the primary\'s priority', async (t) => {
   if (!capSysNice) return t.pass('not root with CAP_SYS_NICE here: the fallback test covers this machine');
   const b = await startBaton({ t, args: [APP], env: { WORKERS: '1', LISTEN_AFTER_MS: '1500', LOG_LEVEL: 'debug', BOOT_NICE: '7' } });
-  const first = threadNices((await b.waitForLog('worker ready')).workerPid);
+  // The primary's "worker ready" (the worker logs its own, without a pid).
+  const ready = await b.waitForLog((l) => l.msg === 'worker ready' && typeof l.workerPid === 'number');
+  const first = threadNices(ready.workerPid);
   t.true(first.every((n) => n === 0), `first generation: ${first}`);
   const { pid, since } = await reloadAndFindNewWorker(b);
   // Booting: every thread (V8's and libuv's included) at +7, within the boot.
