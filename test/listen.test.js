@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sendRequest } from '../dist/control.js';
 import { FIXTURES, PRIMARY, envText, pollUntil, processGroup, startBaton } from './helpers/baton.js';
-import { get } from './helpers/http.js';
+import { get, getUnix } from './helpers/http.js';
 
 const haveActivate = (() => {
   try {
@@ -22,17 +22,6 @@ const haveActivate = (() => {
   }
 })();
 
-/** GET over a Unix socket. @param {string} socketPath @param {string} [path] */
-function getUnix(socketPath, path = '/') {
-  return /** @type {Promise<{ status: number, body: string }>} */ (new Promise((resolve, reject) => {
-    http.get({ socketPath, path, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => { body += d; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    }).on('error', reject);
-  }));
-}
 
 /** A free TCP port on 127.0.0.1 (bound, then released). */
 async function freePort() {

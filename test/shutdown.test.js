@@ -32,7 +32,9 @@ test('shutdown stops accepting: a new connection after SIGTERM is refused', asyn
   await waitInFlight(baton.port, 1);
   const since = baton.logs.length;
   baton.signal('SIGTERM');
-  await baton.waitForLog('shutdown started', { since });
+  // The port stays open for the sweep that accepts what was queued (at most 250 ms).
+  const stopped = await baton.waitForLog('stopped accepting new connections', { since });
+  t.true(/** @type {number} */ (stopped.sweepMs) <= 300, `sweep took ${stopped.sweepMs} ms`);
   const err = await get(baton.port, '/').then(() => undefined, (e) => e);
   t.is(err?.code, 'ECONNREFUSED');
   t.is((await slow).status, 200);
@@ -47,7 +49,8 @@ test('shutdown with idle keep-alive connections keeps them SHUTDOWN_IDLE_CLOSE_M
   for (const c of clients) await (await c.request({ path: '/', method: 'GET' })).body.text();
   const since = baton.logs.length;
   baton.signal('SIGTERM');
-  await baton.waitForLog('shutdown started', { since });
+  // Both workers have begun to drain (after the shutdown's accept sweep).
+  await baton.until(() => baton.logs.slice(since).filter((l) => l.msg === 'draining' && l.reason === 'shutdown').length >= 2, 10000, () => 'both workers draining');
   // An idle connection that sends one more request during the shutdown: answered, then closed.
   const late = await clients[0]?.request({ path: '/', method: 'GET' });
   t.is(late?.statusCode, 200);

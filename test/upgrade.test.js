@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sendRequest } from '../dist/control.js';
 import { FIXTURES, ROOT, pollUntil, processGroup, startBaton } from './helpers/baton.js';
-import { get, startLoad } from './helpers/http.js';
+import { get, getUnix, startLoad } from './helpers/http.js';
 
 /** @param {string} cwd @param {string[]} args @returns {Promise<{ code: number, stdout: string, stderr: string }>} */
 function cli(cwd, args) {
@@ -110,8 +110,11 @@ test('SIGUSR2 upgrades too; a reload asked during an upgrade is refused with a c
   t.true(await pollUntil(() => processGroup(baton.pid).length === 0, 10000));
 });
 
-test('an upgrade whose new primary cannot boot is rolled back: invalid .env (exit 78), a worker that crashes on boot (exit 1); the old primary serves on', async (t) => {
-  const baton = await startBaton({ t, env: { MESSAGE: 'the old one' } });
+test('an upgrade whose new primary cannot boot is rolled back: invalid .env (exit 78), a worker that crashes on boot (exit 1); the old primary serves on, its socket files left in place', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-unix-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const sock = join(dir, 'http.sock');
+  const baton = await startBaton({ t, env: { MESSAGE: 'the old one', LISTEN: `127.0.0.1:0,unix:${sock}` } });
   baton.writeEnv({ WORKERS: 'lots' });
   const bad = await cli(baton.dir, ['upgrade']);
   t.is(bad.code, 78, bad.stderr);
@@ -128,6 +131,9 @@ test('an upgrade whose new primary cannot boot is rolled back: invalid .env (exi
   t.is(Number(readFileSync(join(baton.dir, 'baton.pid'), 'utf8')), baton.pid);
   // Only the old primary and its two workers are left.
   t.true(await pollUntil(() => processGroup(baton.pid).length === 3, 5000), `left: ${processGroup(baton.pid)}`);
+  // The failed primary's exit removed none of the old one's socket files.
+  t.is((await status(baton.dir)).pid, baton.pid);
+  t.is((await getUnix(sock)).body, 'the old one\n');
 });
 
 test('the old primary SIGKILLed while the new one boots: the new one gives up, no primary and no worker is left', async (t) => {

@@ -47,6 +47,12 @@ export class ListenError extends Error {
   }
 }
 
+/** What the shutdown sweep accepted before the port closed, and how long it took. */
+export interface SweepResult {
+  readonly accepted: number;
+  readonly ms: number;
+}
+
 export type OnConnection = (conn: RawConnection, index: number) => void;
 
 const BACKLOG = 2048;
@@ -129,6 +135,8 @@ export class Listeners {
     private readonly pending: readonly { server: Server; fd: number; index: number }[],
     private readonly onConnection: OnConnection,
     private readonly onError: (err: Error) => void,
+    /** False for inherited sockets until the hand-over (takeOwnership). */
+    private owning = true,
   ) {}
 
   get list(): readonly Listener[] {
@@ -272,7 +280,7 @@ export class Listeners {
     }
     // The files of unix sockets are this primary's to remove now.
     const owned = handed.filter((h) => h.info.kind === 'unix' && h.source === 'bound').map((h) => (h.info as { path: string }).path);
-    return new Listeners(mode, entries, owned, pending, onConnection, onError);
+    return new Listeners(mode, entries, owned, pending, onConnection, onError, false);
   }
 
   /** Starts accepting on handed-over descriptors (a no-op for the others). */
@@ -318,19 +326,22 @@ export class Listeners {
    * shared mode the workers poll the sockets, and sweep as they stop
    * (runtime.ts).
    */
-  stopAcceptingAfterSweep(done: () => void): void {
+  stopAcceptingAfterSweep(done: (sweep: SweepResult) => void): void {
     if (this.mode !== 'primary') {
       this.stopAccepting();
-      done();
+      done({ accepted: 0, ms: 0 });
       return;
     }
     this.sweeping = true;
-    const until = performance.now() + SWEEP_MAX_MS;
+    const started = performance.now();
+    const until = started + SWEEP_MAX_MS;
+    const first = acceptedCount;
     let seen = acceptedCount;
     let idleTurns = 0;
     const turn = (): void => {
+      const result = (): SweepResult => ({ accepted: acceptedCount - first, ms: Math.round(performance.now() - started) });
       // A forced stop meanwhile has closed them already.
-      if (!this.sweeping) return done();
+      if (!this.sweeping) return done(result());
       if (acceptedCount !== seen) {
         seen = acceptedCount;
         idleTurns = 0;
@@ -338,7 +349,7 @@ export class Listeners {
       // Two turns in a row that accepted nothing: the queues are empty.
       if (idleTurns >= 2 || performance.now() >= until) {
         this.stopAccepting();
-        return done();
+        return done(result());
       }
       setImmediate(turn);
     };
@@ -350,6 +361,14 @@ export class Listeners {
     this.handedOver = true;
   }
 
+  /**
+   * An upgrading primary owns the inherited socket files only once the old
+   * one handed over: one that fails before must leave them to the old one.
+   */
+  takeOwnership(): void {
+    this.owning = true;
+  }
+
   get dispatchMode(): AcceptMode {
     return this.mode;
   }
@@ -357,7 +376,7 @@ export class Listeners {
   /** At exit: removes the Unix socket files this primary created. */
   cleanup(): void {
     this.stopAccepting();
-    if (this.handedOver) return;
+    if (this.handedOver || !this.owning) return;
     for (const path of this.ownedPaths) {
       try { unlinkSync(path); } catch { /* already gone */ }
     }

@@ -200,9 +200,12 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   }
   const controlPath = inheritance?.control.path ?? controlSocketPath;
   let handedOver = false;
+  // An upgrading primary owns the control socket's file only once it took
+  // over: one that fails before leaves it to the old primary, which serves on.
+  let ownsControlFile = !inheritance;
   cleanups.push(() => {
     control.close();
-    if (!handedOver) control.removeFile();
+    if (!handedOver && ownsControlFile) control.removeFile();
   });
 
   // The dispatch seam (dispatcher.ts): the primary hands connections over,
@@ -379,6 +382,8 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   const takeOver = async (why: 'handover' | 'old primary gone'): Promise<void> => {
     if (tookOver) return;
     tookOver = true;
+    ownsControlFile = true;
+    listeners.takeOwnership();
     await control.start();
     if (inheritance?.metrics && !(await startMetrics({ fd: inheritance.metrics.fd }))) return;
     writePidFile(pidFile);

@@ -84,7 +84,7 @@ type Event =
   | { readonly type: 'drain-deadline'; readonly worker: WorkerHandle }
   | { readonly type: 'respawn'; readonly generation: number }
   | { readonly type: 'shutdown-delay-over' }
-  | { readonly type: 'accept-swept' }
+  | { readonly type: 'accept-swept'; readonly accepted: number; readonly ms: number }
   | { readonly type: 'force-exit' }
   | { readonly type: 'upgrade-serving'; readonly pid: number; readonly node: string }
   | { readonly type: 'upgrade-failed'; readonly reason: string; readonly exitCode: number };
@@ -111,7 +111,7 @@ export interface SupervisorDeps {
   /** Closes the listening sockets. */
   readonly stopAccepting: () => void;
   /** Closes them after accepting what is queued on them (a graceful shutdown); then `done`. */
-  readonly stopAcceptingAfterSweep?: (done: () => void) => void;
+  readonly stopAcceptingAfterSweep?: (done: (sweep: { readonly accepted: number; readonly ms: number }) => void) => void;
   readonly address: () => { host: string; port: number };
   /** Every address the primary listens on (workers index into it). */
   readonly listeners: () => readonly ListenerInfo[];
@@ -278,8 +278,9 @@ export class Supervisor {
         if (this.state === 'stopping' && this.delayingStop) this.closeAndDrain();
         return;
       case 'accept-swept':
-        if (this.state === 'stopping' && this.sweeping) this.drainAll();
-        return;
+        if (this.state !== 'stopping' || !this.sweeping) return;
+        this.deps.log.info({ sweptConnections: ev.accepted, sweepMs: ev.ms }, 'stopped accepting new connections');
+        return this.drainAll();
       case 'force-exit':
         if (this.state !== 'stopped') this.finish();
         return;
@@ -765,7 +766,7 @@ export class Supervisor {
       // which are told to drain only after it: they answer them with
       // Connection: close.
       this.sweeping = true;
-      this.deps.stopAcceptingAfterSweep(() => this.enqueue({ type: 'accept-swept' }));
+      this.deps.stopAcceptingAfterSweep((sweep) => this.enqueue({ type: 'accept-swept', ...sweep }));
       return;
     }
     this.deps.stopAccepting();

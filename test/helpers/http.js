@@ -6,6 +6,18 @@ import http from 'node:http';
 import https from 'node:https';
 import { Pool } from 'undici';
 
+/** GET over a Unix socket. @param {string} socketPath @param {string} [path] */
+export function getUnix(socketPath, path = '/') {
+  return /** @type {Promise<{ status: number, body: string }>} */ (new Promise((resolve, reject) => {
+    http.get({ socketPath, path, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    }).on('error', reject);
+  }));
+}
+
 /**
  * One request on a new connection (like curl), Connection: close. With
  * `ca`: over TLS, trusting that CA.
