@@ -120,7 +120,9 @@ test('a stale Unix socket file (its server was killed) is replaced; a live one i
   t.teardown(() => { try { process.kill(-pgid, 'SIGKILL'); } catch { /* gone */ } });
   let out = '';
   let err = '';
-  wrapper.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+  // When each line came: a failure says which phase it fell in.
+  let lastLine = { text: 'before', at: Date.now() };
+  wrapper.stdout.setEncoding('utf8').on('data', (d) => { out += d; lastLine = { text: String(d).trim().split('\n').pop() ?? '', at: Date.now() }; });
   wrapper.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
   t.true(await pollUntil(() => /Listening on/.test(err), 10000), err);
   let ok = 0;
@@ -133,7 +135,7 @@ test('a stale Unix socket file (its server was killed) is replaced; a live one i
         const res = await get(port, '/', { timeoutMs: 15000 });
         if (res.status === 200 && res.body === 'behind the socket\n') ok++;
         else failures.push(`status ${res.status}`);
-      } catch (e) { failures.push(String(/** @type {any} */ (e).code ?? e)); }
+      } catch (e) { failures.push(`${/** @type {any} */ (e).code ?? e} ${Date.now() - lastLine.at} ms after "${lastLine.text}"`); }
     }
   });
   t.true(await pollUntil(() => out.includes('done'), 20000), `wrapper said: ${out}\n${err}`);
