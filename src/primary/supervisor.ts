@@ -497,7 +497,7 @@ export class Supervisor {
       },
       exit: (code, signal) => this.enqueue({ type: 'worker-exit', worker, code, signal }),
       error: (err) => this.deps.log.error({ err: err.message, workerId: worker.id }, 'worker process error'),
-    }, gen.loaded.place);
+    }, gen.loaded.place, gen.config.workerNodeFlags);
     worker = new WorkerHandle(++this.workerSeq, gen, proc, clock.now());
     // Beside a serving generation, booting must not take the CPU it needs.
     if (gen === this.next && this.current && gen.config.bootNice > 0 && this.deps.bootPriority) {

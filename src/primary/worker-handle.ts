@@ -30,7 +30,8 @@ export interface Place {
 }
 
 export interface Spawner {
-  spawn(events: WorkerEvents, place: Place | undefined): WorkerProcess;
+  /** `nodeFlags`: WORKER_NODE_FLAGS of the worker's generation. */
+  spawn(events: WorkerEvents, place: Place | undefined, nodeFlags?: readonly string[]): WorkerProcess;
 }
 
 export type WorkerState = 'booting' | 'ready' | 'draining' | 'exited';
@@ -70,9 +71,9 @@ export function clusterSpawner(workerEntry: string): Spawner {
   // Their stdout and stderr are pipes to the primary (output-relay.ts).
   const stdio = ['ignore', 'pipe', 'pipe', 'ipc'];
   return {
-    spawn(events, place) {
-      // Settings per generation: a release switch changes both.
-      cluster.setupPrimary({ exec: place?.workerEntry ?? workerEntry, cwd: place?.dir ?? process.cwd(), args: [], stdio });
+    spawn(events, place, nodeFlags = []) {
+      // Settings per generation: a release switch changes both, a reload the flags.
+      cluster.setupPrimary({ exec: place?.workerEntry ?? workerEntry, cwd: place?.dir ?? process.cwd(), args: [], stdio, execArgv: [...process.execArgv, ...nodeFlags] });
       const worker = cluster.fork();
       if (worker.process.stdout) relayLines(worker.process.stdout, stdout);
       if (worker.process.stderr) relayLines(worker.process.stderr, stderr);
