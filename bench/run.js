@@ -147,6 +147,8 @@ function buildBaton() {
 async function start(name, o = {}) {
   const vars = { ...(o.message ? { MESSAGE: o.message } : {}), ...(o.vars ?? {}) };
   if (name === 'baton') {
+    // Dev aid: BENCH_BATON_VARS='{"KEY": "value"}' adds .env keys to every baton start (A/B of a setting).
+    if (process.env.BENCH_BATON_VARS) Object.assign(vars, JSON.parse(process.env.BENCH_BATON_VARS), o.vars ?? {});
     buildBaton();
     if (!fs.existsSync(BATON_ENTRY)) throw new Error(`${BATON_ENTRY} does not exist (build baton first)`);
     return startBaton({ entry: BATON_ENTRY, vars });
