@@ -15,8 +15,8 @@ export const name = 'fullload';
 
 // 32 keep-alive connections: on this 2-core machine the closed-loop client's
 // throughput stops growing at 16-32 connections (the client process itself
-// takes one core); more connections add only queueing. Measured with
-// `--only fullload --fullload-conns N` style sweeps: see bench/README.md.
+// takes one core); more connections add only queueing (measured by changing
+// kaConns below and running `--only fullload`; see bench/README.md).
 export const PARAMS = { kaConns: 32, ncLoops: 2, ncPauseMs: 5, slowConc: 4, periodMs: 3000, settleMs: 500, rampMs: 1000 };
 
 /** @param {any} ctx */
