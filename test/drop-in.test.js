@@ -63,8 +63,8 @@ test('the app\'s own SIGTERM handler runs once, after the worker has drained, no
   t.is(baton.logs.filter((l) => typeof l.raw === 'string' && /got SIG/.test(l.raw)).length, 1, 'once, and never for the SIGINT it did not get');
 });
 
-test('Koa and Hono apps that call listen() are served and reload', async (t) => {
-  for (const name of ['koa', 'hono']) {
+test('Koa, Hono and NestJS apps that call listen() are served and reload', async (t) => {
+  for (const name of ['koa', 'hono', 'nest']) {
     const baton = await startBaton({ t, env: { APP_MODULE: join(APPS, `${name}.mjs`), GREETING: 'one' } });
     t.is((await get(baton.port, '/')).body, `one from ${name}\n`);
     baton.writeEnv({ GREETING: 'two' });
