@@ -21,7 +21,7 @@ import {
   Recorder, createStopper, fixedRateClient, closedLoopClient, newConnLoops, newConnRequest, runAutocannon,
 } from './lib/clients.js';
 import {
-  BENCH_DIR, REPO_DIR, HOST, startApp, startBaton, startPm2, getFreePort, killAllStarted, removeTempDirs,
+  BENCH_DIR, REPO_DIR, HOST, startApp, startBaton, startPm2, reloadBatonTimed, getFreePort, killAllStarted, removeTempDirs,
   rssKb, fdCount, childPids, probeWorkers, startedGroups, groupCpuTicks, machineBusyTicks,
 } from './lib/servers.js';
 
@@ -431,42 +431,9 @@ async function doSoakReload(s, i, t0) {
   return { i, ...(await signalBatonReload(s, `soak ${i} ${Math.random().toString(36).slice(2, 6)}`, t0)) };
 }
 
-/**
- * Write `message` into baton's .env, SIGHUP it, and time the reload from its
- * log: signal -> "reload complete" (or failed/rejected) -> "generation retired".
- * @param {any} s @param {string} message @param {number} t0
- */
-async function signalBatonReload(s, message, t0) {
-  s.writeEnv({ MESSAGE: message });
-  const readyP = s.waitFor((/** @type {any} */ o) => ['reload complete', 'reload failed', 'reload rejected'].includes(o.msg), P.reloadTimeoutMs);
-  const goneP = s.waitFor((/** @type {any} */ o) => o.msg === 'generation retired', P.reloadTimeoutMs);
-  readyP.catch(() => {}); goneP.catch(() => {});
-  const signalAbs = performance.now();
-  s.signal('SIGHUP');
-  /** @type {any} */
-  const r = { signalAt: signalAbs - t0 };
-  try {
-    const ready = await readyP;
-    r.outcome = ready.obj.msg === 'reload complete' ? 'complete' : ready.obj.msg.replace('reload ', '');
-    r.reason = ready.obj.reason;
-    r.generation = ready.obj.generation;
-    r.readyAt = ready.at - t0;
-    // Observed: our SIGHUP -> the "reload complete" line arriving. baton's own durationMs is kept too.
-    r.readyMs = round(ready.at - signalAbs);
-    r.readyLogMs = ready.obj.durationMs ?? null;
-  } catch (err) { r.outcome = 'timeout'; r.readyAt = null; r.error = String(err).split('\n')[0]; }
-  if (r.outcome !== 'complete') {
-    r.goneAt = r.readyAt;
-    return r;
-  }
-  try {
-    const gone = await goneP;
-    r.goneAt = gone.at - t0;
-    r.goneMs = round(gone.at - signalAbs);
-    r.goneLogMs = gone.obj.durationMs ?? null;
-    r.retiredGeneration = gone.obj.retiredGeneration ?? gone.obj.generation;
-  } catch (err) { r.goneAt = null; r.error = String(err).split('\n')[0]; }
-  return r;
+/** A timed baton reload (lib/servers.js) with this run's timeouts. @param {any} s @param {string} message @param {number} t0 */
+function signalBatonReload(s, message, t0) {
+  return reloadBatonTimed(s, message, t0, { readyTimeoutMs: P.reloadTimeoutMs, goneTimeoutMs: P.reloadTimeoutMs });
 }
 
 /** @param {Recorder} rec */

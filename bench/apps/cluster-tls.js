@@ -7,6 +7,7 @@
 // TLS_KEY_FILE: the same PEM files baton gets; TLS_MIN_VERSION as baton's
 // default (TLSv1.2).
 import cluster from 'node:cluster';
+import { runClusterPrimary } from './cluster-primary.js';
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
@@ -15,28 +16,7 @@ import { createHandler, envConfig } from './handler.js';
 const cfg = envConfig();
 const proto = process.env.PROTO === 'h2' ? 'h2' : 'https';
 if (cluster.isPrimary) {
-  /** @type {number[]} */
-  const pids = [];
-  for (let i = 0; i < cfg.workers; i++) {
-    const w = cluster.fork();
-    w.on('listening', (addr) => {
-      pids.push(/** @type {number} */ (w.process.pid));
-      if (pids.length === cfg.workers) {
-        process.stdout.write(JSON.stringify({ msg: 'ready', role: 'primary', pid: process.pid, port: addr.port, workers: pids, proto }) + '\n');
-      }
-    });
-  }
-  let stopping = false;
-  for (const sig of /** @type {const} */ (['SIGTERM', 'SIGINT'])) {
-    process.once(sig, () => {
-      stopping = true;
-      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
-      setTimeout(() => process.exit(0), 5000).unref();
-    });
-  }
-  cluster.on('exit', () => {
-    if (stopping && Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
-  });
+  runClusterPrimary(cfg, { proto });
 } else {
   const tlsOpts = {
     cert: fs.readFileSync(/** @type {string} */ (process.env.TLS_CERT_FILE)),

@@ -7,7 +7,7 @@ export const SERVERS = /** @type {const} */ (['baton', 'bare', 'cluster', 'pm2']
 
 export const USAGE = `usage: node bench/run.js [options]      (npm run bench -- [options])
 
-  --quick             short version of everything (2 short rounds each, 3 reloads, 20 soak reloads; < 2 min)
+  --quick             short version of everything (2 short rounds each, 3 reloads, 20 soak reloads; ~4 min)
   --reloads N         reloads in the reloads-under-load scenario (default 10, --quick 3)
   --soak-reloads N    reloads in the soak scenario (default 200, --quick 20)
   --duration S        seconds per steady-throughput measurement (default 4, --quick 2)

@@ -11,6 +11,7 @@ import readline from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { newConnRequest } from './clients.js';
+import { round } from './summary.js';
 
 export const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const REPO_DIR = path.resolve(BENCH_DIR, '..');
@@ -369,4 +370,46 @@ export async function probeWorkers(port, o = {}) {
     } catch { errors++; }
   }
   return { pids: [...byPid.keys()], health: [...byPid.values()], bodies: [...bodies], errors };
+}
+
+/**
+ * Write `message` into baton's .env, SIGHUP it, and time the reload from its
+ * log: signal -> "reload complete" (or failed/rejected) -> "generation
+ * retired". Times relative to `t0` (performance.now() time). `onReady` runs
+ * the moment the outcome line arrives (a reading that must be taken then).
+ * @param {any} s a baton ServerProc @param {string} message @param {number} t0
+ * @param {{ readyTimeoutMs?: number, goneTimeoutMs?: number, onReady?: (line: any) => void }} [o]
+ */
+export async function reloadBatonTimed(s, message, t0, o = {}) {
+  s.writeEnv({ MESSAGE: message });
+  const readyP = s.waitFor((/** @type {any} */ x) => ['reload complete', 'reload failed', 'reload rejected'].includes(x.msg), o.readyTimeoutMs ?? 30_000);
+  const goneP = s.waitFor((/** @type {any} */ x) => x.msg === 'generation retired', o.goneTimeoutMs ?? 30_000);
+  readyP.catch(() => {}); goneP.catch(() => {});
+  const signalAbs = performance.now();
+  s.signal('SIGHUP');
+  /** @type {any} */
+  const r = { signalAt: signalAbs - t0 };
+  try {
+    const ready = await readyP;
+    o.onReady?.(ready.obj);
+    r.outcome = ready.obj.msg === 'reload complete' ? 'complete' : ready.obj.msg.replace('reload ', '');
+    r.reason = ready.obj.reason ?? ready.obj.err?.message;
+    r.generation = ready.obj.generation;
+    r.readyAt = ready.at - t0;
+    // Observed: our SIGHUP -> the "reload complete" line arriving. baton's own durationMs is kept too.
+    r.readyMs = round(ready.at - signalAbs);
+    r.readyLogMs = ready.obj.durationMs ?? null;
+  } catch (err) { r.outcome = 'timeout'; r.readyAt = null; r.error = String(err).split('\n')[0]; }
+  if (r.outcome !== 'complete') {
+    r.goneAt = r.readyAt;
+    return r;
+  }
+  try {
+    const gone = await goneP;
+    r.goneAt = gone.at - t0;
+    r.goneMs = round(gone.at - signalAbs);
+    r.goneLogMs = gone.obj.durationMs ?? null;
+    r.retiredGeneration = gone.obj.retiredGeneration ?? gone.obj.generation;
+  } catch (err) { r.goneAt = null; r.error = String(err).split('\n')[0]; }
+  return r;
 }

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { Recorder, createStopper, fixedRateClient, newConnLoops, newConnRequest } from '../lib/clients.js';
-import { HOST, childPids, fdCount, probeWorkers, rssKb } from '../lib/servers.js';
+import { HOST, childPids, fdCount, probeWorkers, reloadBatonTimed, rssKb } from '../lib/servers.js';
 import { countByClient, countKinds, fmtInt, fmtMs, formatTable, latencyStats, median, ratio, round } from '../lib/summary.js';
 import { destroyAll, openIdleConnections, tallyEnds } from './scale-idle.js';
 
@@ -108,8 +108,8 @@ async function refSample(script) {
 // ---- reload timing ---------------------------------------------------------
 
 /**
- * One reload, timed from outside as run.js's signalBatonReload does (new
- * MESSAGE in .env, SIGHUP, wait for the primary's log lines), plus: the CPU
+ * One reload, timed from outside (reloadBatonTimed: new MESSAGE in .env,
+ * SIGHUP, wait for the primary's log lines), plus: the CPU
  * the new workers used up to the moment they serve (their boot), the
  * primary's CPU over the reload, and the worker count once the old
  * generation has gone.
@@ -117,28 +117,21 @@ async function refSample(script) {
  * @param {{ readyTimeoutMs?: number, goneTimeoutMs?: number, probe?: boolean }} [o]
  */
 async function reloadOnce(s, message, workers, o = {}) {
-  s.writeEnv({ MESSAGE: message });
-  const readyP = s.waitFor((/** @type {any} */ x) => ['reload complete', 'reload failed', 'reload rejected'].includes(x.msg), o.readyTimeoutMs ?? 30_000);
-  const goneP = s.waitFor((/** @type {any} */ x) => x.msg === 'generation retired', o.goneTimeoutMs ?? 30_000);
-  readyP.catch(() => {}); goneP.catch(() => {});
   const p0 = pidTicks(s.pid);
-  const signalAt = performance.now();
-  s.signal('SIGHUP');
   /** @type {any} */
-  const r = { signalAt };
-  try {
-    const ready = await readyP;
-    r.outcome = ready.obj.msg === 'reload complete' ? 'complete' : ready.obj.msg.replace('reload ', '');
-    r.reason = ready.obj.reason;
-    r.readyMs = round(ready.at - signalAt);
-    r.readyLogMs = ready.obj.durationMs ?? null;
+  const boot = {};
+  const r = await reloadBatonTimed(s, message, 0, {
+    readyTimeoutMs: o.readyTimeoutMs, goneTimeoutMs: o.goneTimeoutMs,
     // Read at once: until now the new workers only booted (and warmed up).
-    /** @type {number[]} */
-    const pids = Array.isArray(ready.obj.workers) ? ready.obj.workers : [];
-    const ticks = pids.map(pidTicks);
-    r.newWorkers = pids.length;
-    r.bootCpuMs = ticks.every((t) => t != null) && pids.length ? ticks.reduce((a, b) => (a ?? 0) + (b ?? 0), 0) * TICK_MS : null;
-  } catch (err) { r.outcome = 'timeout'; r.error = String(err).split('\n')[0]; }
+    onReady: (line) => {
+      /** @type {number[]} */
+      const pids = Array.isArray(line.workers) ? line.workers : [];
+      const ticks = pids.map(pidTicks);
+      boot.newWorkers = pids.length;
+      boot.bootCpuMs = ticks.every((t) => t != null) && pids.length ? ticks.reduce((a, b) => (a ?? 0) + (b ?? 0), 0) * TICK_MS : null;
+    },
+  });
+  Object.assign(r, boot);
   if (r.outcome !== 'complete') return r;
   if (o.probe !== false) {
     // Generous cap (it stops once every worker answered): under load the
@@ -147,11 +140,6 @@ async function reloadOnce(s, message, workers, o = {}) {
     r.configOk = probe.errors === 0 && probe.pids.length === workers && probe.bodies.length === 1 && probe.bodies[0].trim() === message;
     if (!r.configOk) r.probe = probe;
   }
-  try {
-    const gone = await goneP;
-    r.goneMs = round(gone.at - signalAt);
-    r.goneAt = gone.at;
-  } catch (err) { r.error = String(err).split('\n')[0]; }
   const p1 = pidTicks(s.pid);
   r.primaryCpuMs = p0 != null && p1 != null ? (p1 - p0) * TICK_MS : null;
   // "generation retired" is logged on the last old worker's exit: the count is exact by now.

@@ -24,7 +24,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { Recorder, createStopper, runAutocannon } from '../lib/clients.js';
-import { HOST, makeTempDir } from '../lib/servers.js';
+import { HOST, makeTempDir, reloadBatonTimed } from '../lib/servers.js';
 import {
   classifyError, countByClient, countKinds, fmtInt, fmtMs, formatTable, latencyStats, median, pairedRatio, round, summarizeThroughputRuns,
 } from '../lib/summary.js';
@@ -337,31 +337,9 @@ function pairedField(a, b, key) {
 }
 
 // ---- reloads ------------------------------------------------------------------
-/**
- * Write MESSAGE into baton's .env, SIGHUP it, wait for "reload complete" (or
- * failed/rejected) and then "generation retired" (as run.js's
- * signalBatonReload).
- * @param {any} s @param {string} message @param {number} timeoutMs
- */
+/** A timed reload (lib/servers.js), with its message. @param {any} s @param {string} message @param {number} timeoutMs */
 async function reloadBaton(s, message, timeoutMs) {
-  s.writeEnv({ MESSAGE: message });
-  const readyP = s.waitFor((/** @type {any} */ o) => ['reload complete', 'reload failed', 'reload rejected'].includes(o.msg), timeoutMs);
-  const goneP = s.waitFor((/** @type {any} */ o) => o.msg === 'generation retired', timeoutMs);
-  readyP.catch(() => {}); goneP.catch(() => {});
-  const t0 = performance.now();
-  s.signal('SIGHUP');
-  /** @type {any} */
-  const r = { message };
-  try {
-    const ready = await readyP;
-    r.outcome = ready.obj.msg === 'reload complete' ? 'complete' : ready.obj.msg.replace('reload ', '');
-    r.generation = ready.obj.generation;
-    r.readyMs = round(ready.at - t0);
-    if (r.outcome !== 'complete') { r.reason = ready.obj.reason ?? ready.obj.err?.message; return r; }
-    const gone = await goneP;
-    r.goneMs = round(gone.at - t0);
-  } catch (err) { r.outcome ??= 'timeout'; r.error = String(err).split('\n')[0]; }
-  return r;
+  return { message, ...(await reloadBatonTimed(s, message, 0, { readyTimeoutMs: timeoutMs, goneTimeoutMs: timeoutMs })) };
 }
 
 /**
