@@ -135,7 +135,7 @@ test('a stale Unix socket file (its server was killed) is replaced; a live one i
         const res = await get(port, '/', { timeoutMs: 15000 });
         if (res.status === 200 && res.body === 'behind the socket\n') ok++;
         else failures.push(`status ${res.status}`);
-      } catch (e) { failures.push(`${/** @type {any} */ (e).code ?? e} ${Date.now() - lastLine.at} ms after "${lastLine.text}"`); }
+      } catch (e) { failures.push(`${/** @type {any} */ (e).code ?? e} at ${new Date().toISOString()}, ${Date.now() - lastLine.at} ms after "${lastLine.text}"`); }
     }
   });
   t.true(await pollUntil(() => out.includes('done'), 20000), `wrapper said: ${out}\n${err}`);
@@ -144,7 +144,7 @@ test('a stale Unix socket file (its server was killed) is replaced; a live one i
   // The wrapper's (the socket's) pid is the one systemd-socket-activate exec'd into.
   process.kill(pgid, 'SIGUSR1');
   t.regex(out, /started \d+\nstopped \d+ 0\nstarted \d+\ndone/, 'two batons, the first exited 0');
-  t.deepEqual(failures.slice(0, 5), [], `${failures.length} failed of ${ok + failures.length}: ${out}`);
+  t.deepEqual(failures.slice(0, 5), [], `${failures.length} failed of ${ok + failures.length}: ${out}\nbaton's log, last lines:\n${err.split('\n').slice(-60).join('\n')}`);
   t.true(ok > 50, `answered ${ok}`);
   t.true(await pollUntil(() => processGroup(pgid).length === 0, 10000), 'everything exited');
 });

@@ -57,7 +57,9 @@ function waitForInit(): Promise<InitMessage> {
  * closes what is still open itself, so that it can say so and exit cleanly.
  */
 export function closeMarginMs(drainTimeoutMs: number): number {
-  return Math.min(1000, Math.max(50, Math.round(drainTimeoutMs / 10)));
+  // At least 250 ms: the worker's exit (app close hook, final stats, output
+  // flush) must fit before the primary's SIGKILL on a busy machine too.
+  return Math.min(1000, Math.max(250, Math.round(drainTimeoutMs / 10)));
 }
 
 /** Long-lived connections must all have been told before the worker's own deadline. */
