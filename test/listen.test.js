@@ -78,9 +78,9 @@ test('a stale Unix socket file (its server was killed) is replaced; a live one i
   await baton.waitExit();
 });
 
-(haveActivate ? test : test.skip)('socket activation with systemd-socket-activate: served from the inherited socket, no bind, workers without LISTEN_*', async (t) => {
+for (const dispatch of ['primary', 'shared']) (haveActivate ? test : test.skip)(`socket activation with systemd-socket-activate (DISPATCH=${dispatch}): served from the inherited socket, no bind, workers without LISTEN_*`, async (t) => {
   const port = await freePort();
-  const baton = await startBaton({ t, wrap: ['systemd-socket-activate', '-l', `127.0.0.1:${port}`, '--fdname=web'], env: { PORT: '1', MESSAGE: 'activated' }, waitReady: false });
+  const baton = await startBaton({ t, wrap: ['systemd-socket-activate', '-l', `127.0.0.1:${port}`, '--fdname=web'], env: { PORT: '1', MESSAGE: 'activated', DISPATCH: dispatch }, waitReady: false });
   await baton.until(() => /Listening on 127\.0\.0\.1:\d+ as 3/.test(baton.stderr), 10000, () => 'systemd-socket-activate to listen');
   // The first connection starts baton; it waits in the kernel's queue meanwhile.
   const res = await get(port, '/');
@@ -108,12 +108,18 @@ test('a stale Unix socket file (its server was killed) is replaced; a live one i
   await client;
 });
 
-(haveActivate ? test : test.skip)('a restart behind one inherited socket (as with a .socket unit): baton stopped and started again on the same fd, requests throughout all succeed', async (t) => {
+/**
+ * A restart behind one inherited socket (restart-on-fd.mjs under
+ * systemd-socket-activate) with 4 request loops throughout: all succeed.
+ * @param {import('ava').ExecutionContext} t
+ * @param {{ env: Record<string, string>, firstEnv?: Record<string, string> }} o
+ */
+async function restartBehindSocket(t, o) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'baton-restart-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  writeFileSync(join(dir, '.env'), envText({ WORKERS: '2', MESSAGE: 'behind the socket' }));
-  const wrapper = spawn('systemd-socket-activate', ['-l', `127.0.0.1:${port}`, '-E', `RUN_MS=1500`, process.execPath, join(FIXTURES, 'restart-on-fd.mjs'), PRIMARY], {
+  writeFileSync(join(dir, '.env'), envText({ WORKERS: '2', MESSAGE: 'behind the socket', ...o.env }));
+  const wrapper = spawn('systemd-socket-activate', ['-l', `127.0.0.1:${port}`, '-E', 'RUN_MS=1500', '-E', `FIRST_BATON_ENV=${JSON.stringify(o.firstEnv ?? {})}`, process.execPath, join(FIXTURES, 'restart-on-fd.mjs'), PRIMARY], {
     cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' },
   });
   const pgid = /** @type {number} */ (wrapper.pid);
@@ -147,4 +153,13 @@ test('a stale Unix socket file (its server was killed) is replaced; a live one i
   t.deepEqual(failures.slice(0, 5), [], `${failures.length} failed of ${ok + failures.length}: ${out}\nbaton's log, last lines:\n${err.split('\n').slice(-60).join('\n')}`);
   t.true(ok > 50, `answered ${ok}`);
   t.true(await pollUntil(() => processGroup(pgid).length === 0, 10000), 'everything exited');
+}
+
+(haveActivate ? test : test.skip)('a restart behind one inherited socket (as with a .socket unit): baton stopped and started again on the same fd, requests throughout all succeed', async (t) => {
+  await restartBehindSocket(t, { env: {} });
+});
+
+(haveActivate ? test : test.skip)('a baton stopped behind an inherited socket before its workers were ready leaves the queued connections to the next one: all answered', async (t) => {
+  // The first baton's workers take 4 s to boot; it is stopped after 1.5 s.
+  await restartBehindSocket(t, { env: { APP_MODULE: join(FIXTURES, 'slow-boot.mjs'), BOOT_MS: '100' }, firstEnv: { BOOT_MS: '4000' } });
 });

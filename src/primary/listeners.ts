@@ -59,6 +59,8 @@ const BACKLOG = 2048;
 
 interface RawHandle extends RawConnection {
   fd: number;
+  /** Starts polling: connections come to onconnection (a libuv error code, or 0). */
+  listen(backlog: number): number;
   getsockname?(out: { address?: string; port?: number }): number;
   onconnection: ((err: number, conn: RawConnection) => void) | null;
 }
@@ -114,13 +116,19 @@ const SWEEP_MAX_MS = 250;
 let acceptedCount = 0;
 
 function takeConnections(server: Server, index: number, onConnection: OnConnection, onError: (err: Error) => void): void {
-  const handle = (server as unknown as { _handle: RawHandle })._handle;
+  takeFromHandle((server as unknown as { _handle: RawHandle })._handle, index, onConnection, onError);
+}
+
+function takeFromHandle(handle: RawHandle, index: number, onConnection: OnConnection, onError: (err: Error) => void): void {
   handle.onconnection = (err, conn) => {
     if (err) return onError(Object.assign(new Error(`accept failed: ${errnoMessage(err)}`), { errno: err }));
     acceptedCount++;
     onConnection(conn, index);
   };
 }
+
+/** A listener that accepts only from start(): a handed-over descriptor, or a systemd socket (its raw handle). */
+type Pending = { server: Server; fd: number; index: number } | { handle: RawHandle; index: number; refuse: (why: string) => ListenError };
 
 export class Listeners {
   private handedOver = false;
@@ -131,8 +139,8 @@ export class Listeners {
     private readonly entries: readonly Entry[],
     /** Unix socket files this primary created: removed at exit, unless handed over. */
     private readonly ownedPaths: readonly string[],
-    /** Inherited from an upgrade (primary mode): listen() on the descriptors only when told to. */
-    private readonly pending: readonly { server: Server; fd: number; index: number }[],
+    /** Inherited (primary mode): accepted from only once start() is called. */
+    private readonly pending: readonly Pending[],
     private readonly onConnection: OnConnection,
     private readonly onError: (err: Error) => void,
     /** False for inherited sockets until the hand-over (takeOwnership). */
@@ -235,6 +243,7 @@ export class Listeners {
     const n = Number(count);
     if (!Number.isInteger(n) || n < 1) throw new ListenError(`LISTEN_FDS=${JSON.stringify(count)}: expected the number of sockets systemd passed`, 78);
     const entries: Entry[] = [];
+    const pending: Pending[] = [];
     for (let i = 0; i < n; i++) {
       const fd = 3 + i;
       const name = names[i] || undefined;
@@ -248,14 +257,19 @@ export class Listeners {
         entries.push({ info: tcpInfoOf(handle, { kind: 'unix', path: name ?? `fd ${fd}` }), source: 'systemd', ...(name ? { name } : {}), handle });
         continue;
       }
-      const server = createServer({ noDelay: true });
-      await listenOn(server, { fd, backlog: BACKLOG }).catch((err: NodeJS.ErrnoException) => { throw refuse(err.message); });
-      server.on('error', onError);
-      takeConnections(server, i, onConnection, onError);
-      entries.push({ info: infoOfServer(server, { kind: 'unix', path: name ?? `fd ${fd}` }), source: 'systemd', ...(name ? { name } : {}), server });
+      // Primary mode: accepted from only once the first generation is ready
+      // (start()). Until then connections wait in the kernel's queue, which
+      // outlives this process: one stopped before it served (a restart
+      // behind the .socket unit) leaves them to the next instance instead
+      // of taking them and closing them unanswered.
+      const handle = reopen(fd);
+      const peer: { address?: string } = {};
+      if (handle.getpeername?.(peer) === 0) throw refuse('it is a connection');
+      entries.push({ info: tcpInfoOf(handle, { kind: 'unix', path: name ?? `fd ${fd}` }), source: 'systemd', ...(name ? { name } : {}), handle });
+      pending.push({ handle, index: i, refuse });
     }
-    const listeners = new Listeners(mode, entries, [], [], onConnection, onError);
-    listeners.accepting = true;
+    const listeners = new Listeners(mode, entries, [], pending, onConnection, onError);
+    if (mode === 'shared') listeners.accepting = true;
     return listeners;
   }
 
@@ -283,13 +297,20 @@ export class Listeners {
     return new Listeners(mode, entries, owned, pending, onConnection, onError, false);
   }
 
-  /** Starts accepting on handed-over descriptors (a no-op for the others). */
+  /** Starts accepting on handed-over descriptors and systemd sockets (a no-op for the others). */
   async start(): Promise<void> {
     if (this.accepting) return;
     this.accepting = true;
-    for (const { server, fd, index } of this.pending) {
-      await listenOn(server, { fd, backlog: BACKLOG });
-      takeConnections(server, index, this.onConnection, this.onError);
+    for (const p of this.pending) {
+      if ('handle' in p) {
+        if (this.closed.has(p.handle)) continue; // stopped before it started
+        const err = p.handle.listen(BACKLOG);
+        if (err) throw p.refuse(errnoMessage(err));
+        takeFromHandle(p.handle, p.index, this.onConnection, this.onError);
+        continue;
+      }
+      await listenOn(p.server, { fd: p.fd, backlog: BACKLOG });
+      takeConnections(p.server, p.index, this.onConnection, this.onError);
     }
   }
 
@@ -385,7 +406,7 @@ export class Listeners {
 
 /** A listening socket's descriptor as a handle that nobody polls (shared mode). */
 function reopen(fd: number): RawHandle {
-  const handle = createServerHandle(null, -1, -1, fd);
+  const handle = createServerHandle(null, 0, -1, fd);
   if (typeof handle === 'number') throw new ListenError(`cannot use the inherited socket fd ${fd}: ${errnoMessage(handle)}`, 78);
   return handle;
 }

@@ -338,7 +338,14 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
         rotateTicketKeys();
         watchAsConfigured();
       },
-      ready: () => { if (inheritance) void serving(); },
+      ready: () => {
+        if (inheritance) return void serving();
+        // systemd's sockets are accepted from once a worker can serve (listeners.ts).
+        listeners.start().catch((err: Error) => {
+          log.fatal({ err: serializeError(err) }, `cannot accept on the inherited sockets: ${err.message}`);
+          sup.enqueue({ type: 'stop-now', source: 'listen failed' });
+        });
+      },
       startupFailed: (reason: string) => { if (old) void old.send({ type: 'upgrade-failed', reason, exitCode: EXIT.bootFailed }); },
     }].filter((o) => o !== undefined),
   }, loaded);
