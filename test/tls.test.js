@@ -129,7 +129,8 @@ test('HTTP/2 drain: streams in flight at a reload complete; the client sees GOAW
   session.on('goaway', () => { goaway++; });
   const resets = [];
   const streams = Array.from({ length: 20 }, () => new Promise((resolve, reject) => {
-    const s = session.request({ ':path': '/slow?ms=1500' });
+    // Long enough to outlast the reload's boot on a busy machine.
+    const s = session.request({ ':path': '/slow?ms=5000' });
     let body = '';
     s.setEncoding('utf8');
     s.on('data', (d) => { body += d; });
@@ -144,7 +145,7 @@ test('HTTP/2 drain: streams in flight at a reload complete; the client sees GOAW
   t.true(/** @type {number} */ (draining.inFlight) >= 20, `the streams were in flight when the drain began: ${draining.inFlight}`);
   const bodies = await Promise.all(streams);
   t.deepEqual(resets, [], 'no stream was reset');
-  t.true(bodies.every((b) => b === 'slept 1500 ms in generation 1\n'), bodies[0]);
+  t.true(bodies.every((b) => b === 'slept 5000 ms in generation 1\n'), bodies[0]);
   t.true(await pollUntil(() => goaway >= 1, 3000), 'GOAWAY received');
   const next = http2.connect(`https://127.0.0.1:${baton.port}`, { ca: ca.ca, servername: 'localhost' });
   t.teardown(() => next.destroy());
