@@ -128,7 +128,11 @@ function takeFromHandle(handle: RawHandle, index: number, onConnection: OnConnec
 }
 
 /** A listener that accepts only from start(): a handed-over descriptor, or a systemd socket (its raw handle). */
-type Pending = { server: Server; fd: number; index: number } | { handle: RawHandle; index: number; refuse: (why: string) => ListenError };
+interface Pending {
+  readonly handle: RawHandle;
+  readonly index: number;
+  readonly refuse: (why: string) => ListenError;
+}
 
 export class Listeners {
   private handedOver = false;
@@ -249,24 +253,17 @@ export class Listeners {
       const name = names[i] || undefined;
       const refuse = (why: string): ListenError => new ListenError(`cannot listen on the socket systemd passed as fd ${fd}${name ? ` (${name})` : ''}: ${why}: baton needs a listening socket, Accept=no (the default) in its .socket unit, not Accept=yes`, 78);
       if (name === 'connection') throw refuse('it is a connection');
-      if (mode === 'shared') {
-        // Held, never polled here: the workers listen on their copies.
-        const handle = reopen(fd);
-        const peer: { address?: string } = {};
-        if (handle.getpeername?.(peer) === 0) throw refuse('it is a connection');
-        entries.push({ info: tcpInfoOf(handle, { kind: 'unix', path: name ?? `fd ${fd}` }), source: 'systemd', ...(name ? { name } : {}), handle });
-        continue;
-      }
-      // Primary mode: accepted from only once the first generation is ready
-      // (start()). Until then connections wait in the kernel's queue, which
-      // outlives this process: one stopped before it served (a restart
-      // behind the .socket unit) leaves them to the next instance instead
-      // of taking them and closing them unanswered.
+      // Shared mode: held, never polled here (the workers listen on their
+      // copies). Primary mode: accepted from only once the first generation
+      // is ready (start()); until then connections wait in the kernel's
+      // queue, which outlives this process: one stopped before it served (a
+      // restart behind the .socket unit) leaves them to the next instance
+      // instead of taking them and closing them unanswered.
       const handle = reopen(fd);
       const peer: { address?: string } = {};
       if (handle.getpeername?.(peer) === 0) throw refuse('it is a connection');
       entries.push({ info: tcpInfoOf(handle, { kind: 'unix', path: name ?? `fd ${fd}` }), source: 'systemd', ...(name ? { name } : {}), handle });
-      pending.push({ handle, index: i, refuse });
+      if (mode === 'primary') pending.push({ handle, index: i, refuse });
     }
     const listeners = new Listeners(mode, entries, [], pending, onConnection, onError);
     if (mode === 'shared') listeners.accepting = true;
@@ -280,17 +277,11 @@ export class Listeners {
    */
   static fromUpgrade(mode: AcceptMode, handed: readonly HandedOverListener[], onConnection: OnConnection, onError: (err: Error) => void): Listeners {
     const entries: Entry[] = [];
-    const pending: { server: Server; fd: number; index: number }[] = [];
+    const pending: Pending[] = [];
     for (const [index, h] of handed.entries()) {
-      const base = { info: h.info, source: h.source, ...(h.name ? { name: h.name } : {}) };
-      if (mode === 'shared') {
-        entries.push({ ...base, handle: reopen(h.fd) });
-        continue;
-      }
-      const server = createServer({ noDelay: true });
-      server.on('error', onError);
-      entries.push({ ...base, server });
-      pending.push({ server, fd: h.fd, index });
+      const handle = reopen(h.fd);
+      entries.push({ info: h.info, source: h.source, ...(h.name ? { name: h.name } : {}), handle });
+      if (mode === 'primary') pending.push({ handle, index, refuse: (why) => new ListenError(`cannot accept on the socket the old primary handed over (fd ${h.fd}): ${why}`, 4) });
     }
     // The files of unix sockets are this primary's to remove now.
     const owned = handed.filter((h) => h.info.kind === 'unix' && h.source === 'bound').map((h) => (h.info as { path: string }).path);
@@ -298,19 +289,14 @@ export class Listeners {
   }
 
   /** Starts accepting on handed-over descriptors and systemd sockets (a no-op for the others). */
-  async start(): Promise<void> {
+  start(): void {
     if (this.accepting) return;
     this.accepting = true;
     for (const p of this.pending) {
-      if ('handle' in p) {
-        if (this.closed.has(p.handle)) continue; // stopped before it started
-        const err = p.handle.listen(BACKLOG);
-        if (err) throw p.refuse(errnoMessage(err));
-        takeFromHandle(p.handle, p.index, this.onConnection, this.onError);
-        continue;
-      }
-      await listenOn(p.server, { fd: p.fd, backlog: BACKLOG });
-      takeConnections(p.server, p.index, this.onConnection, this.onError);
+      if (this.closed.has(p.handle)) continue; // stopped before it started
+      const err = p.handle.listen(BACKLOG);
+      if (err) throw p.refuse(errnoMessage(err));
+      takeFromHandle(p.handle, p.index, this.onConnection, this.onError);
     }
   }
 

@@ -341,10 +341,12 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
       ready: () => {
         if (inheritance) return void serving();
         // systemd's sockets are accepted from once a worker can serve (listeners.ts).
-        listeners.start().catch((err: Error) => {
-          log.fatal({ err: serializeError(err) }, `cannot accept on the inherited sockets: ${err.message}`);
+        try {
+          listeners.start();
+        } catch (err) {
+          log.fatal({ err: serializeError(err) }, `cannot accept on the inherited sockets: ${(err as Error).message}`);
           sup.enqueue({ type: 'stop-now', source: 'listen failed' });
-        });
+        }
       },
       startupFailed: (reason: string) => { if (old) void old.send({ type: 'upgrade-failed', reason, exitCode: EXIT.bootFailed }); },
     }].filter((o) => o !== undefined),
@@ -380,7 +382,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   let tookOver = false;
   /** Generation 1 is ready: accept on the handed-over sockets and tell the old primary. */
   const serving = async (): Promise<void> => {
-    await listeners.start();
+    listeners.start();
     isServing = true;
     log.info({ listeners: listenerInfo }, 'serving on the handed-over sockets: asking the old primary to hand over');
     await old?.send({ type: 'upgrade-serving', protocol: UPGRADE_PROTOCOL, pid: process.pid, node: process.version });
