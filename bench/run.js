@@ -13,7 +13,7 @@ import { Pool } from 'undici';
 import { parseArgs, UsageError, USAGE } from './lib/args.js';
 import {
   summarizeReloadRun, summarizeThroughputRuns, throughputRatios, evaluateTargets, renderReport,
-  countKinds, countByClient, latencyStats, median, round, KINDS,
+  countKinds, countByClient, latencyStats, median, okLatencies, round, KINDS,
 } from './lib/summary.js';
 import { renderTimelineSvg } from './lib/svg.js';
 import { SCENARIO_MODULES } from './scenarios/index.js';
@@ -205,9 +205,7 @@ async function newConnRun(port, durationS) {
   clearTimeout(timer);
   const elapsed = (performance.now() - t0) / 1000;
   const c = countKinds(rec);
-  const okLat = [];
-  for (let i = 0; i < rec.length; i++) if (rec.kind[i] === 0) okLat.push(rec.lat[i]);
-  const st = latencyStats(okLat);
+  const st = latencyStats(okLatencies(rec));
   return { rps: round(c.ok / elapsed, 1), p50: st.p50, p99: st.p99, max: st.max, errors: c.failed, total: c.total, counts: c, errorCodes: rec.errors };
 }
 
@@ -436,12 +434,6 @@ function signalBatonReload(s, message, t0) {
   return reloadBatonTimed(s, message, t0, { readyTimeoutMs: P.reloadTimeoutMs, goneTimeoutMs: P.reloadTimeoutMs });
 }
 
-/** @param {Recorder} rec */
-function okLatencies(rec) {
-  const a = [];
-  for (let i = 0; i < rec.length; i++) if (rec.kind[i] === 0) a.push(rec.lat[i]);
-  return a;
-}
 /** @param {string[]} xs */
 function tally(xs) {
   /** @type {Record<string, number>} */

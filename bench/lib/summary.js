@@ -112,6 +112,13 @@ export function ratio(a, b) {
   return round(a / b, 3);
 }
 
+/** Latencies of the answered (kind ok) records. @param {{ length: number, kind: ArrayLike<number>, lat: ArrayLike<number> }} rec */
+export function okLatencies(rec) {
+  const a = [];
+  for (let i = 0; i < rec.length; i++) if (rec.kind[i] === 0) a.push(rec.lat[i]);
+  return a;
+}
+
 /**
  * @param {Records} rec
  * @param {(i:number)=>boolean} [filter]

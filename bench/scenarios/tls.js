@@ -26,7 +26,7 @@ import { Pool } from 'undici';
 import { Recorder, createStopper, runAutocannon } from '../lib/clients.js';
 import { HOST, makeTempDir, reloadBatonTimed } from '../lib/servers.js';
 import {
-  classifyError, countByClient, countKinds, fmtInt, fmtMs, formatTable, latencyStats, median, pairedRatio, round, summarizeThroughputRuns,
+  classifyError, countByClient, countKinds, fmtInt, fmtMs, formatTable, latencyStats, median, okLatencies, pairedRatio, round, summarizeThroughputRuns,
 } from '../lib/summary.js';
 
 export const name = 'tls';
@@ -305,9 +305,7 @@ async function handshakeRun(ctx, port, durationS, T) {
   clearTimeout(timer);
   const elapsed = (performance.now() - t0) / 1000;
   const c = countKinds(rec);
-  const lat = [];
-  for (let i = 0; i < rec.length; i++) if (rec.kind[i] === 0) lat.push(rec.lat[i]);
-  const ls = latencyStats(lat);
+  const ls = latencyStats(okLatencies(rec));
   return {
     rps: round(c.ok / elapsed, 1), mean: ls.mean, p50: ls.p50, p99: ls.p99, max: ls.max,
     errors: c.failed, total: c.total, counts: c, resumed: st.reused, tlsVersions: st.protocols, errorCodes: rec.errors,
