@@ -47,8 +47,6 @@ export type WorkerMessage =
   | { readonly type: 'closing' }
   /** Near the drain deadline the worker closed `closed` connections that were still open. */
   | { readonly type: 'forced-close'; readonly closed: number }
-  /** Every connection up to `id` was received: the primary may drop its copies. */
-  | { readonly type: 'ack'; readonly id: number }
   /** Counters pushed every second and just before a drained exit; `metrics` is prom-client JSON. */
   | { readonly type: 'stats'; readonly served: number; readonly inFlight: number; readonly connections: number; readonly upgraded: number; readonly metrics: readonly unknown[] }
   /** The worker cannot boot (or crashed); sent just before it exits. */
@@ -70,8 +68,6 @@ export function parseWorkerMessage(x: unknown): WorkerMessage | undefined {
       return { type: x.type };
     case 'forced-close':
       return typeof x.closed === 'number' ? { type: 'forced-close', closed: x.closed } : undefined;
-    case 'ack':
-      return typeof x.id === 'number' ? { type: 'ack', id: x.id } : undefined;
     case 'stats':
       return typeof x.served === 'number' && typeof x.inFlight === 'number' && typeof x.connections === 'number' && typeof x.upgraded === 'number' && Array.isArray(x.metrics)
         ? { type: 'stats', served: x.served, inFlight: x.inFlight, connections: x.connections, upgraded: x.upgraded, metrics: x.metrics } : undefined;

@@ -43,7 +43,7 @@ export interface Dispatch {
   booting?(worker: WorkerHandle): void;
   /** Stop sending connections to `worker` (it drains, or died). */
   remove(worker: WorkerHandle): void;
-  /** The worker received connections up to `id`: the primary's copies can go. */
+  /** The worker's process holds connections up to `id`: the primary's copies can go. */
   ack(worker: WorkerHandle, id: number): void;
   /** `worker` exited: what it had not taken goes to someone else. */
   workerGone(worker: WorkerHandle): void;
@@ -178,7 +178,7 @@ export class HandOverDispatcher implements Dispatch {
     this.unackedCount++;
     this.dispatchedCount++;
     worker.proc.send({ type: 'conn', id, listener }, conn, (err) => {
-      if (!err) return;
+      if (!err) return this.ack(worker, id);
       // Not sent (the worker's channel closed): take it back, hand it on.
       const i = list.findIndex((e) => e.id === id);
       if (i < 0) return;

@@ -488,9 +488,8 @@ export class Supervisor {
       message: (raw) => {
         const msg = parseWorkerMessage(raw);
         if (!msg) return;
-        // Acks (the data path) and stats change no state: handled at once.
-        if (msg.type === 'ack') this.deps.dispatcher.ack(worker, msg.id);
-        else if (msg.type === 'stats') {
+        // Stats change no state: handled at once.
+        if (msg.type === 'stats') {
           worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections, upgraded: msg.upgraded };
           this.tell((o) => o.workerMetrics?.(worker, msg.metrics));
         } else this.enqueue({ type: 'worker-message', worker, msg });
@@ -568,7 +567,6 @@ export class Supervisor {
         log.warn({ workerId: worker.id, workerPid: worker.pid, workerGeneration: worker.gen.id, closed: msg.closed }, `worker closed ${msg.closed} connections still open at the drain deadline`);
         if (this.state === 'stopping') this.exitCode = EXIT.failed;
         return;
-      case 'ack':
       case 'stats':
         return;
     }

@@ -11,7 +11,13 @@ import { relayLines } from './output-relay.js';
 export interface WorkerProcess {
   readonly pid: number;
   connected(): boolean;
-  /** `handle`: a raw libuv handle that goes with the message (a connection, a listening socket). */
+  /**
+   * `handle`: a raw libuv handle that goes with the message (a connection, a
+   * listening socket). `done`: without a handle, once written; with one,
+   * once the worker's process holds it (Node's own acknowledgement), or
+   * with the error if it could not be sent. A worker that exits first
+   * may never call it.
+   */
   send(msg: PrimaryMessage, handle?: RawConnection, done?: (err: Error | null) => void): void;
   /** SIGKILL: workers ignore terminal signals by design. */
   kill(): void;
@@ -80,6 +86,15 @@ export function clusterSpawner(workerEntry: string): Spawner {
       worker.on('message', (raw: unknown) => events.message(raw));
       worker.on('exit', (code: number | null, signal: string | null) => events.exit(code, signal));
       worker.on('error', (err: Error) => events.error(err));
+      // Node sends one handle at a time on a channel and the next only once
+      // the worker's NODE_HANDLE_ACK says it holds the last one: these
+      // acknowledgements arrive in the order the handles were sent. Taking
+      // them as the receipt saves a message of our own per connection
+      // (cluster's round-robin sends one) on the data path.
+      const received: ((err: Error | null) => void)[] = [];
+      worker.process.on('internalMessage', (msg: { cmd?: unknown } | null) => {
+        if (msg?.cmd === 'NODE_HANDLE_ACK') received.shift()?.(null);
+      });
       return {
         pid: worker.process.pid ?? -1,
         connected: () => worker.isConnected(),
@@ -88,10 +103,20 @@ export function clusterSpawner(workerEntry: string): Spawner {
             done?.(new Error('worker IPC channel closed'));
             return;
           }
-          const cb = (err: Error | null): void => done?.(err);
+          if (!handle) {
+            worker.process.send(msg, undefined, {}, (err: Error | null) => done?.(err));
+            return;
+          }
+          const onReceived = (err: Error | null): void => done?.(err);
+          received.push(onReceived);
           // A raw handle travels as 'net.Native': Node neither wraps nor
-          // closes it here; the dispatcher closes its copy once acknowledged.
-          worker.process.send(msg, handle as Parameters<typeof worker.process.send>[1], {}, cb);
+          // closes it here; the dispatcher closes its copy once received.
+          worker.process.send(msg, handle as Parameters<typeof worker.process.send>[1], {}, (err: Error | null) => {
+            if (!err) return;
+            const i = received.indexOf(onReceived);
+            if (i >= 0) received.splice(i, 1);
+            done?.(err);
+          });
         },
         kill() {
           worker.process.kill('SIGKILL');

@@ -319,9 +319,8 @@ function serve(host: ServerHost, s: Serving): void {
     if (!msg) return;
     switch (msg.type) {
       case 'conn': {
-        // Acknowledge first: until then the primary keeps its copy of the
-        // socket, to hand it to another worker if this one dies.
-        send({ type: 'ack', id: msg.id });
+        // Node's channel has acknowledged the handle already (the primary
+        // closes its copy on that; worker-handle.ts).
         if (!handle) return;
         // A raw handle, as a listening socket's accept gives it.
         host.feed(host.socketFor(handle, msg.listener), msg.listener);
