@@ -24,6 +24,32 @@ for (const dispatch of ['primary', 'shared']) {
   });
 }
 
+test('DISPATCH=primary: connections handed to a frozen worker that is then killed are answered by another, none lost', async (t) => {
+  // The primary keeps its copy of each connection until the worker's
+  // process acknowledges holding it; a SIGSTOPped worker never does.
+  const baton = await startBaton({ t });
+  const ready = await baton.waitForLog('ready');
+  const [frozen, other] = /** @type {number[]} */ (ready.workers);
+  process.kill(frozen, 'SIGSTOP');
+  t.teardown(() => { try { process.kill(frozen, 'SIGCONT'); } catch { /* gone */ } });
+  /** @type {{ status: number, pid?: number }[]} */
+  const answers = [];
+  const requests = Array.from({ length: 6 }, () => get(baton.port, '/healthz').then((res) => {
+    const answer = { status: res.status, pid: JSON.parse(res.body).pid };
+    answers.push(answer);
+    return answer;
+  }));
+  // Round-robin over both ready workers: three go to the running one...
+  t.true(await pollUntil(() => answers.length === 3, 5000), `answered before the kill: ${answers.length}`);
+  t.true(answers.every((a) => a.pid === other));
+  // ...and three wait at the frozen one, unacknowledged.
+  process.kill(frozen, 'SIGKILL');
+  const all = await Promise.all(requests);
+  t.deepEqual(all.map((a) => a.status), [200, 200, 200, 200, 200, 200]);
+  t.false(all.some((a) => a.pid === frozen), 'none answered by the killed worker');
+  t.is(answers.length, 6);
+});
+
 test('primary killed with SIGKILL: no worker is left after 2 s, draining ones included', async (t) => {
   const baton = await startBaton({ t, env: { WORKERS: '1' } });
   const ready = await baton.waitForLog('ready');

@@ -38,7 +38,7 @@ const TARGETS = {
   idleEnds: { basis: 'proposed', why: 'every idle connection ended by the server (FIN) at its keep-alive timeout: none reset, none cut at the drain' },
   idleRss: { maxKb: 5 * 1024, basis: 'proposed', why: "the primary keeps no per-connection state once a worker has taken it: the soak's bound" },
   idleFd: { basis: 'proposed', why: 'the primary holds no connection fd once a worker acknowledged it' },
-  primaryCpu: { max: 1.25, basis: 'proposed', why: "DISPATCH=primary does what node:cluster's round-robin does (accept, pass a handle) plus an ack" },
+  primaryCpu: { max: 1.25, basis: 'proposed', why: "DISPATCH=primary does what node:cluster's round-robin does (accept, pass a handle, wait for its receipt)" },
   sharedCpu: { max: 0.1, basis: 'proposed', why: 'DISPATCH=shared: the primary is not on the connection path at all' },
 };
 
