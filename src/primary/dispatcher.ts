@@ -7,7 +7,12 @@
 //   it waits (the port never refuses while the primary is up). The primary
 //   keeps its copy until the worker acknowledges it, so a worker that dies
 //   before taking a connection does not lose it: it goes to another worker.
-//   With STICKY=ip the worker is chosen by the client's address.
+//   A worker is handed one connection at a time (Node's channel carries
+//   one handle at a time anyway): the others wait in the primary and go to
+//   whichever worker takes its last one first, so none queues behind a
+//   worker busy in its event loop while another is free (node:cluster's
+//   round-robin hands out connections the same way). With STICKY=ip the
+//   worker is chosen by the client's address, however busy.
 // - `shared` (shared-accept.ts): the serving workers accept from the
 //   listening sockets themselves; the primary only holds them.
 //
@@ -62,6 +67,9 @@ interface Waiting {
   readonly listener: number;
 }
 
+/** Every ready worker is still taking the connection it was last handed. */
+const BUSY = Symbol('busy');
+
 /** FNV-1a: a cheap, stable hash of the client address, for STICKY=ip. */
 function hashAddress(address: string): number {
   let h = 0x811c9dc5;
@@ -95,6 +103,12 @@ export class HandOverDispatcher implements Dispatch {
   }
 
   accept(conn: RawConnection, listener: number): void {
+    // First come, first served: behind any that wait already.
+    if (this.waiting.length > 0) {
+      this.waiting.push({ conn, listener });
+      this.flush();
+      return;
+    }
     this.dispatch(conn, listener);
   }
 
@@ -125,6 +139,7 @@ export class HandOverDispatcher implements Dispatch {
       (list.shift() as InFlight).conn.close();
       this.unackedCount--;
     }
+    this.flush();
   }
 
   workerGone(worker: WorkerHandle): void {
@@ -134,15 +149,25 @@ export class HandOverDispatcher implements Dispatch {
     this.unacked.delete(worker);
     if (!list) return;
     this.unackedCount -= list.length;
-    for (const entry of list) this.dispatch(entry.conn, entry.listener);
+    // Accepted before any that wait: at the front.
+    this.waiting.unshift(...list.map(({ conn, listener }) => ({ conn, listener })));
+    this.flush();
   }
 
   closeWaiting(): void {
     this.closed = true;
-    for (const { conn } of this.waiting.splice(0)) conn.close();
+    // Those waiting only for a busy worker go to one now (its channel queues
+    // them); only those no worker can take are closed.
+    for (const { conn, listener } of this.waiting.splice(0)) {
+      const choice = this.pick(conn, true);
+      const worker = (choice === BUSY ? undefined : choice) ?? this.lastResort();
+      if (worker) this.send(worker, conn, listener);
+      else conn.close();
+    }
   }
 
-  private pick(conn: RawConnection): WorkerHandle | undefined {
+  /** `anyLoad`: ignore how many hand-overs a worker has not acknowledged yet. */
+  private pick(conn: RawConnection, anyLoad = false): WorkerHandle | typeof BUSY | undefined {
     const n = this.targets.length;
     if (n === 0) return undefined;
     if (this.sticky) {
@@ -156,21 +181,39 @@ export class HandOverDispatcher implements Dispatch {
       }
       return undefined;
     }
+    let busy = false;
     for (let tries = 0; tries < n; tries++) {
-      this.cursor = (this.cursor + 1) % n;
-      const worker = this.targets[this.cursor] as WorkerHandle;
-      if (worker.state === 'ready' && worker.proc.connected()) return worker;
+      const index = (this.cursor + 1 + tries) % n;
+      const worker = this.targets[index] as WorkerHandle;
+      if (worker.state !== 'ready' || !worker.proc.connected()) continue;
+      if (!anyLoad && (this.unacked.get(worker)?.length ?? 0) > 0) {
+        busy = true;
+        continue;
+      }
+      this.cursor = index;
+      return worker;
     }
-    return undefined;
+    return busy ? BUSY : undefined;
   }
 
-  private dispatch(conn: RawConnection, listener: number, worker = this.pick(conn) ?? this.lastResort()): void {
+  private dispatch(conn: RawConnection, listener: number): void {
+    const choice = this.pick(conn);
+    if (choice === BUSY) {
+      // Taken by the first worker to acknowledge its last (ack → flush).
+      this.waiting.push({ conn, listener });
+      return;
+    }
+    const worker = choice ?? this.lastResort();
     if (!worker) {
       // Shutting down, nobody left to take it: closed now, not held until exit.
       if (this.closed) conn.close();
       else this.waiting.push({ conn, listener });
       return;
     }
+    this.send(worker, conn, listener);
+  }
+
+  private send(worker: WorkerHandle, conn: RawConnection, listener: number): void {
     const id = ++this.seq;
     let list = this.unacked.get(worker);
     if (!list) this.unacked.set(worker, list = []);
@@ -202,10 +245,11 @@ export class HandOverDispatcher implements Dispatch {
   private flush(): void {
     while (this.waiting.length > 0) {
       const next = this.waiting[0] as Waiting;
-      const worker = this.pick(next.conn);
+      const choice = this.pick(next.conn);
+      const worker = choice === BUSY ? undefined : choice ?? this.lastResort();
       if (!worker) return;
       this.waiting.shift();
-      this.dispatch(next.conn, next.listener, worker);
+      this.send(worker, next.conn, next.listener);
     }
   }
 }

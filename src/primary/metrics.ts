@@ -57,7 +57,7 @@ export class PrimaryMetrics implements SupervisorObserver {
         if (at) this.set(Math.floor(at.getTime() / 1000));
       },
     });
-    new Gauge({ name: 'baton_connections_waiting', help: 'Accepted connections waiting for a ready worker.', registers: [this.registry], collect() { this.set(source.waitingConnections()); } });
+    new Gauge({ name: 'baton_connections_waiting', help: 'Accepted connections waiting in the primary for a worker to take them.', registers: [this.registry], collect() { this.set(source.waitingConnections()); } });
   }
 
   reloadEnded(outcome: ReloadOutcome): void {

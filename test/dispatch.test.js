@@ -1,0 +1,38 @@
+// @ts-check
+// How connections reach workers: one whose event loop is busy (a CPU-heavy
+// request) does not hold up new connections while another worker is free.
+import test from 'ava';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FIXTURES, pollUntil, startBaton } from './helpers/baton.js';
+import { get } from './helpers/http.js';
+
+for (const dispatch of ['primary', 'shared']) {
+  test(`DISPATCH=${dispatch}: while one worker's event loop is busy, new connections are answered by the other (at most one waits for the busy one)`, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'baton-block-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const mark = join(dir, 'blocking');
+    const baton = await startBaton({ t, env: { DISPATCH: dispatch, APP_MODULE: join(FIXTURES, 'blocks-event-loop.mjs'), BLOCK_MARK_FILE: mark } });
+    const ready = await baton.waitForLog('ready');
+    const pids = /** @type {number[]} */ (ready.workers);
+    let blockDone = false;
+    const block = get(baton.port, '/block?ms=4000').then((res) => { blockDone = true; return Number(res.body); });
+    // Its loop is busy from here on: it can take no connection until it ends.
+    t.true(await pollUntil(() => existsSync(mark), 5000), 'the /block request reached a worker');
+    const blocking = Number(readFileSync(mark, 'utf8'));
+    /** @type {{ pid: number, beforeBlockEnded: boolean }[]} */
+    const answers = [];
+    const requests = Array.from({ length: 8 }, () => get(baton.port, '/').then((res) => {
+      answers.push({ pid: Number(res.body), beforeBlockEnded: !blockDone });
+    }));
+    await Promise.all(requests);
+    const blocked = await block;
+    t.is(blocked, blocking);
+    t.true(pids.includes(blocked));
+    const early = answers.filter((a) => a.beforeBlockEnded);
+    t.log(`answered while the other worker was busy: ${early.length} of 8`);
+    t.true(early.length >= 7, `answered while one worker was busy: ${early.length} of 8`);
+    t.true(early.every((a) => a.pid !== blocked));
+  });
+}
