@@ -48,8 +48,6 @@ export interface Dispatch {
   booting?(worker: WorkerHandle): void;
   /** Stop sending connections to `worker` (it drains, or died). */
   remove(worker: WorkerHandle): void;
-  /** The worker's process holds connections up to `id`: the primary's copies can go. */
-  ack(worker: WorkerHandle, id: number): void;
   /** `worker` exited: what it had not taken goes to someone else. */
   workerGone(worker: WorkerHandle): void;
   /** On shutdown: connections that no worker took are closed. */
@@ -104,12 +102,8 @@ export class HandOverDispatcher implements Dispatch {
 
   accept(conn: RawConnection, listener: number): void {
     // First come, first served: behind any that wait already.
-    if (this.waiting.length > 0) {
-      this.waiting.push({ conn, listener });
-      this.flush();
-      return;
-    }
-    this.dispatch(conn, listener);
+    this.waiting.push({ conn, listener });
+    this.flush();
   }
 
   setTargets(workers: readonly WorkerHandle[]): void {
@@ -131,7 +125,8 @@ export class HandOverDispatcher implements Dispatch {
     this.removed.add(worker);
   }
 
-  ack(worker: WorkerHandle, upTo: number): void {
+  /** The worker's process holds connections up to `upTo`: the primary's copies can go. */
+  private received(worker: WorkerHandle, upTo: number): void {
     const list = this.unacked.get(worker);
     if (!list) return;
     while (list.length > 0 && (list[0] as InFlight).id <= upTo) {
@@ -155,15 +150,10 @@ export class HandOverDispatcher implements Dispatch {
   }
 
   closeWaiting(): void {
+    // From now on a busy worker takes connections too (its channel queues
+    // them), and only those no worker can take are closed.
     this.closed = true;
-    // Those waiting only for a busy worker go to one now (its channel queues
-    // them); only those no worker can take are closed.
-    for (const { conn, listener } of this.waiting.splice(0)) {
-      const choice = this.pick(conn, true);
-      const worker = (choice === BUSY ? undefined : choice) ?? this.lastResort();
-      if (worker) this.send(worker, conn, listener);
-      else conn.close();
-    }
+    this.flush();
   }
 
   /** `anyLoad`: ignore how many hand-overs a worker has not acknowledged yet. */
@@ -196,23 +186,6 @@ export class HandOverDispatcher implements Dispatch {
     return busy ? BUSY : undefined;
   }
 
-  private dispatch(conn: RawConnection, listener: number): void {
-    const choice = this.pick(conn);
-    if (choice === BUSY) {
-      // Taken by the first worker to acknowledge its last (ack → flush).
-      this.waiting.push({ conn, listener });
-      return;
-    }
-    const worker = choice ?? this.lastResort();
-    if (!worker) {
-      // Shutting down, nobody left to take it: closed now, not held until exit.
-      if (this.closed) conn.close();
-      else this.waiting.push({ conn, listener });
-      return;
-    }
-    this.send(worker, conn, listener);
-  }
-
   private send(worker: WorkerHandle, conn: RawConnection, listener: number): void {
     const id = ++this.seq;
     let list = this.unacked.get(worker);
@@ -221,13 +194,14 @@ export class HandOverDispatcher implements Dispatch {
     this.unackedCount++;
     this.dispatchedCount++;
     worker.proc.send({ type: 'conn', id, listener }, conn, (err) => {
-      if (!err) return this.ack(worker, id);
+      if (!err) return this.received(worker, id);
       // Not sent (the worker's channel closed): take it back, hand it on.
       const i = list.findIndex((e) => e.id === id);
       if (i < 0) return;
       list.splice(i, 1);
       this.unackedCount--;
-      this.dispatch(conn, listener);
+      this.waiting.unshift({ conn, listener });
+      this.flush();
     });
   }
 
@@ -242,14 +216,19 @@ export class HandOverDispatcher implements Dispatch {
     return undefined;
   }
 
+  /** Hands out waiting connections, oldest first, while a worker can take them. */
   private flush(): void {
     while (this.waiting.length > 0) {
       const next = this.waiting[0] as Waiting;
-      const choice = this.pick(next.conn);
-      const worker = choice === BUSY ? undefined : choice ?? this.lastResort();
-      if (!worker) return;
+      const choice = this.pick(next.conn, this.closed);
+      // Taken by the first worker to acknowledge its last (received → flush).
+      if (choice === BUSY) return;
+      const worker = choice ?? this.lastResort();
+      // No worker ready: it waits, unless shutting down with nobody left.
+      if (!worker && !this.closed) return;
       this.waiting.shift();
-      this.send(worker, next.conn, next.listener);
+      if (worker) this.send(worker, next.conn, next.listener);
+      else next.conn.close();
     }
   }
 }

@@ -115,11 +115,7 @@ const SWEEP_MAX_MS = 250;
 /** Connections accepted by this process (the shutdown's sweep watches it). */
 let acceptedCount = 0;
 
-function takeConnections(server: Server, index: number, onConnection: OnConnection, onError: (err: Error) => void): void {
-  takeFromHandle((server as unknown as { _handle: RawHandle })._handle, index, onConnection, onError);
-}
-
-function takeFromHandle(handle: RawHandle, index: number, onConnection: OnConnection, onError: (err: Error) => void): void {
+function takeConnections(handle: RawHandle, index: number, onConnection: OnConnection, onError: (err: Error) => void): void {
   handle.onconnection = (err, conn) => {
     if (err) return onError(Object.assign(new Error(`accept failed: ${errnoMessage(err)}`), { errno: err }));
     acceptedCount++;
@@ -193,7 +189,7 @@ export class Listeners {
             });
           }
           server.on('error', onError);
-          takeConnections(server, index, onConnection, onError);
+          takeConnections((server as unknown as { _handle: RawHandle })._handle, index, onConnection, onError);
           entries.push({ info: addr.kind === 'unix' ? addr : infoOfServer(server), source: 'bound', server });
         }
         if (addr.kind === 'unix') owned.push(addr.path);
@@ -296,7 +292,7 @@ export class Listeners {
       if (this.closed.has(p.handle)) continue; // stopped before it started
       const err = p.handle.listen(BACKLOG);
       if (err) throw p.refuse(errnoMessage(err));
-      takeFromHandle(p.handle, p.index, this.onConnection, this.onError);
+      takeConnections(p.handle, p.index, this.onConnection, this.onError);
     }
   }
 

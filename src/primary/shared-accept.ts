@@ -50,8 +50,6 @@ export class SharedAccept implements Dispatch {
     this.serving.delete(worker);
   }
 
-  ack(): void { /* no hand-over, nothing to acknowledge */ }
-
   workerGone(worker: WorkerHandle): void {
     this.serving.delete(worker);
   }
