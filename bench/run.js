@@ -13,7 +13,7 @@ import { Pool } from 'undici';
 import { parseArgs, UsageError, USAGE } from './lib/args.js';
 import {
   summarizeReloadRun, summarizeThroughputRuns, throughputRatios, evaluateTargets, renderReport,
-  countKinds, countByClient, latencyStats, median, okLatencies, round, KINDS,
+  countKinds, countByClient, latencyStats, median, okLatencies, noiseFloor, round, KINDS,
 } from './lib/summary.js';
 import { renderTimelineSvg } from './lib/svg.js';
 import { SCENARIO_MODULES } from './scenarios/index.js';
@@ -195,6 +195,9 @@ async function selfCheck() {
 }
 
 // ---- scenario 1: steady throughput ---------------------------------------
+/** The A/A control's name in the throughput rounds (a second node:cluster). */
+const AA = 'cluster-aa';
+
 /** @param {number} port */
 async function newConnRun(port, durationS) {
   const rec = new Recorder();
@@ -232,10 +235,14 @@ async function throughput(names) {
   /** @type {number[]} */
   const speed = [];
   try {
-    for (const name of names) {
+    // A/A control: a second node:cluster, identical to the first, measured in
+    // the same rounds. Its ratio to the first is what this machine's noise
+    // alone does to a ratio: a server at cluster's speed lands anywhere in it.
+    const withControl = names.includes('cluster') ? [...names, AA] : names;
+    for (const name of withControl) {
       try {
         say(`throughput: starting ${name}`);
-        started[name] = await start(name);
+        started[name] = await start(name === AA ? 'cluster' : name);
         raw[name] = { ka: [], nc: [] };
       } catch (err) { recordError(`throughput ${name}`, err); }
     }
@@ -274,9 +281,11 @@ async function throughput(names) {
   /** @type {Record<string, any>} */
   const servers = {};
   for (const [name, r] of Object.entries(raw)) {
-    if (r.ka.length) servers[name] = { keepAlive: summarizeThroughputRuns(r.ka), newConn: summarizeThroughputRuns(r.nc) };
+    if (name !== AA && r.ka.length) servers[name] = { keepAlive: summarizeThroughputRuns(r.ka), newConn: summarizeThroughputRuns(r.nc) };
   }
-  return { servers, raw, speed };
+  const floor = raw[AA]?.ka.length ? noiseFloor(raw[AA], raw.cluster) : null;
+  delete raw[AA];
+  return { servers, raw, speed, noiseFloor: floor };
 }
 
 // ---- scenario 2: reloads under load ----------------------------------------
@@ -498,6 +507,7 @@ async function main() {
       results.throughput.servers = r.servers;
       results.throughput.raw = r.raw;
       results.throughput.speed = r.speed;
+      results.throughput.noiseFloor = r.noiseFloor;
       results.throughput.ratios = throughputRatios(results.throughput.servers, results.throughput.raw);
     }
     if (O.only.includes('reload')) {

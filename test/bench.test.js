@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { parseArgs, UsageError, SCENARIOS, SERVERS } from '../bench/lib/args.js';
 import {
   KINDS, CLIENTS, classifyError, percentileSorted, latencyStats, median, medianRun, ratio, countKinds, countByClient,
-  overlapsAny, splitByWindows, reloadWindows, timeline, summarizeReloadRun, summarizeThroughputRuns, throughputRatios, pairedRatio,
+  overlapsAny, splitByWindows, reloadWindows, timeline, summarizeReloadRun, summarizeThroughputRuns, throughputRatios, pairedRatio, noiseFloor,
   evaluateTargets, formatTable, fmtMs, renderReport,
 } from '../bench/lib/summary.js';
 import { renderTimelineSvg, niceTicks } from '../bench/lib/svg.js';
@@ -264,4 +264,18 @@ test('sample: the load ramp-up is left out of the latency split', (t) => {
   t.is(byBin.worstBinP99, 13.04);
   t.is(summarizeReloadRun({ records: rec, reloads, endMs: sample.reload.endMs, binMs: 1000 }).worstBinP99, 37.22);
   t.is(s.counts.all.failed, 7, 'failures are still counted over the whole run');
+});
+
+test('sample: the A/A noise floor and its report line', (t) => {
+  const raw = Object.fromEntries(Object.entries(sample.throughput).map(([n, r]) => [n, { ka: r.keepAlive, nc: r.newConn }]));
+  // pm2 stands in for the second cluster (any two servers measured in the same rounds).
+  const nf = noiseFloor(raw.pm2, raw.cluster);
+  t.is(nf.keepAlive.paired, pairedRatio(raw.pm2.ka, raw.cluster.ka));
+  t.deepEqual(nf.keepAlive.rounds, raw.pm2.ka.map((x, i) => Math.round((x.rps / raw.cluster.ka[i].rps) * 1000) / 1000));
+  const tp = Object.fromEntries(Object.entries(sample.throughput).map(([n, r]) => [n, { keepAlive: summarizeThroughputRuns(r.keepAlive), newConn: summarizeThroughputRuns(r.newConn) }]));
+  const text = renderReport({ throughput: { runs: 3, durationS: 4, kaConnections: 64, ncLoops: 16, servers: tp, raw, ratios: throughputRatios(tp, raw), noiseFloor: nf } });
+  const lo = Math.min(...nf.keepAlive.rounds).toFixed(2);
+  const hi = Math.max(...nf.keepAlive.rounds).toFixed(2);
+  t.true(text.includes(`noise floor: a second node:cluster, same rounds, against the first (median of per-round ratios): keep-alive ${nf.keepAlive.paired.toFixed(2)}x (rounds ${lo}x-${hi}x)`));
+  t.false(renderReport({ throughput: { runs: 3, durationS: 4, kaConnections: 64, ncLoops: 16, servers: tp, raw, ratios: throughputRatios(tp, raw) } }).includes('noise floor'));
 });

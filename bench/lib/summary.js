@@ -295,6 +295,22 @@ export function pairedRatio(a, b) {
 }
 
 /**
+ * The A/A control: a second, identical node:cluster measured in the same
+ * rounds as the first. Its ratio to the first (median of per-round ratios,
+ * as the targets use, and each round's) is what the machine's noise alone
+ * does to a ratio.
+ * @param {{ka: Array<{rps:number}>, nc: Array<{rps:number}>}} aa @param {{ka: Array<{rps:number}>, nc: Array<{rps:number}>}} cl
+ */
+export function noiseFloor(aa, cl) {
+  /** @param {Array<{rps:number}>} a @param {Array<{rps:number}>} b */
+  const rounds = (a, b) => a.slice(0, b.length).map((x, i) => round(x.rps / b[i].rps, 3));
+  return {
+    keepAlive: { paired: pairedRatio(aa.ka, cl.ka), rounds: rounds(aa.ka, cl.ka) },
+    newConn: { paired: pairedRatio(aa.nc, cl.nc), rounds: rounds(aa.nc, cl.nc) },
+  };
+}
+
+/**
  * Ratios of baton's throughput to the bare cluster ceiling, to PM2 and to bare:
  * ratio of medians, and (with the raw rounds) the median of per-round ratios.
  * @param {Record<string, Record<string, {rps:number}|null|undefined>>} tp  server -> mode -> summary
@@ -464,6 +480,12 @@ export function renderReport(r, modules = []) {
           `;  new-conn: ${fx(ra.newConn.pairedVsCluster)} of cluster, ${fx(ra.newConn.pairedVsPm2)} of PM2  (used for the targets)`);
       }
       out.push(`baton server CPU per request vs cluster: keep-alive ${fx(ra.keepAlive.cpuPerReqVsCluster)}, new-conn ${fx(ra.newConn.cpuPerReqVsCluster)}`);
+      const nf = r.throughput.noiseFloor;
+      if (nf) {
+        const spread = (/** @type {number[]} */ xs) => `${fx(Math.min(...xs))}-${fx(Math.max(...xs))}`;
+        out.push(`noise floor: a second node:cluster, same rounds, against the first (median of per-round ratios): keep-alive ${fx(nf.keepAlive.paired)}` +
+          ` (rounds ${spread(nf.keepAlive.rounds)}), new-conn ${fx(nf.newConn.paired)} (rounds ${spread(nf.newConn.rounds)}): identical servers differ this much here`);
+      }
       const sp = r.throughput.speed;
       if (sp?.length > 1) out.push(`machine speed per round (CPU-bound probe, % of the fastest): ${sp.map((x) => `${Math.round((x / Math.max(...sp)) * 100)}%`).join(' / ')}`);
     }
