@@ -9,6 +9,7 @@ import {
   evaluateTargets, formatTable, fmtMs, renderReport,
 } from '../bench/lib/summary.js';
 import { renderTimelineSvg, niceTicks } from '../bench/lib/svg.js';
+import { vsPm2, targets as fullloadTargets } from '../bench/scenarios/fullload.js';
 
 const sample = JSON.parse(fs.readFileSync(new URL('../bench/fixtures/sample.json', import.meta.url), 'utf8'));
 const rec = sample.reload.records;
@@ -278,4 +279,20 @@ test('sample: the A/A noise floor and its report line', (t) => {
   const hi = Math.max(...nf.keepAlive.rounds).toFixed(2);
   t.true(text.includes(`noise floor: a second node:cluster, same rounds, against the first (median of per-round ratios): keep-alive ${nf.keepAlive.paired.toFixed(2)}x (rounds ${lo}x-${hi}x)`));
   t.false(renderReport({ throughput: { runs: 3, durationS: 4, kaConnections: 64, ncLoops: 16, servers: tp, raw, ratios: throughputRatios(tp, raw) } }).includes('noise floor'));
+});
+
+test('full load: the answers/s ratio to PM2 over two passes in reverse order', (t) => {
+  const srv = (/** @type {number} */ okPerS, failed = 0) => ({ throughput: { okPerS }, counts: { all: { failed } }, latency: { inside: { p99: 2 }, outside: { p99: 1 } }, configOkAll: true });
+  const first = { baton: srv(12000), pm2: srv(10000) };
+  const second = { pm2: srv(8000), baton: srv(12000, 1) };
+  // 1.2 and 1.5: a drift that slowed PM2's second run; geometric mean sqrt(1.8) = 1.342
+  t.deepEqual(vsPm2(first, second), { firstPass: 1.2, secondPass: 1.5, both: 1.342 });
+  t.deepEqual(vsPm2(first, {}), { firstPass: 1.2, secondPass: null, both: 1.2 });
+  /** @type {Record<string, any>} */
+  const rows = {};
+  fullloadTargets({ servers: first, secondPass: second, vsPm2: vsPm2(first, second) }, (id, label, value, threshold, pass) => { rows[id] = { value, pass }; });
+  t.deepEqual(rows['fullload-vs-pm2'], { value: '1.34x (passes 1.20x, 1.50x)', pass: true });
+  t.deepEqual(rows['fullload-failures'], { value: 1, pass: false }, 'a failure in the second pass counts');
+  fullloadTargets({ servers: first }, (id, label, value, threshold, pass) => { rows[id] = { value, pass }; });
+  t.deepEqual(rows['fullload-vs-pm2'], { value: '1.20x', pass: true }, 'results without a second pass read as before');
 });
