@@ -4,7 +4,7 @@
 import type { Config } from './config.js';
 
 /** Bump on any incompatible change to the messages below. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
 
@@ -31,7 +31,7 @@ export type PrimaryMessage =
   /** New session-ticket keys (base64): the primary rotated them. */
   | { readonly type: 'ticket-keys'; readonly keys: string }
   /** Comes with a socket handle: a client connection to serve, accepted on `listeners[listener]`. */
-  | { readonly type: 'conn'; readonly id: number; readonly listener: number }
+  | { readonly type: 'conn'; readonly listener: number }
   /** Stop taking connections, finish in-flight requests, exit. */
   | { readonly type: 'drain'; readonly reason: DrainReason }
   /** The server is shutting down: answer the readiness path 503 (keep serving). */
@@ -90,7 +90,7 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
         && typeof x.configVersion === 'number' && isObject(x.config) && isObject(x.output) && Array.isArray(x.listeners) && typeof x.ticketKeys === 'string'
         ? (x as unknown as PrimaryMessage) : undefined;
     case 'conn':
-      return typeof x.id === 'number' && typeof x.listener === 'number' ? { type: 'conn', id: x.id, listener: x.listener } : undefined;
+      return typeof x.listener === 'number' ? { type: 'conn', listener: x.listener } : undefined;
     case 'drain':
       return x.reason === 'reload' || x.reason === 'shutdown' || x.reason === 'scale-down' ? { type: 'drain', reason: x.reason } : undefined;
     case 'unready':

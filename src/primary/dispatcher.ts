@@ -193,7 +193,7 @@ export class HandOverDispatcher implements Dispatch {
     list.push({ id, conn, listener });
     this.unackedCount++;
     this.dispatchedCount++;
-    worker.proc.send({ type: 'conn', id, listener }, conn, (err) => {
+    worker.proc.send({ type: 'conn', listener }, conn, (err) => {
       if (!err) return this.received(worker, id);
       // Not sent (the worker's channel closed): take it back, hand it on.
       const i = list.findIndex((e) => e.id === id);
