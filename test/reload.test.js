@@ -119,6 +119,7 @@ test('a burst of 20 SIGHUPs ends in one or two reloads with the newest config', 
     baton.writeEnv({ MESSAGE: `v${i}` });
     baton.signal('SIGHUP');
   }
+  const lastSignalAt = Date.now();
   // The kernel may merge signals that arrive before the primary handles them;
   // whatever is seen runs at most one reload plus one queued, and the last
   // one reads the newest file.
@@ -130,7 +131,11 @@ test('a burst of 20 SIGHUPs ends in one or two reloads with the newest config', 
   const count = (/** @type {string} */ msg) => baton.logs.slice(since).filter((l) => l.msg === msg).length;
   t.true(count('reload requested') >= 1);
   const started = count('reload started');
-  t.true(started >= 1 && started <= 2, `started ${started} reloads`);
+  // One reload plus one queued: two, unless this process was descheduled
+  // mid-burst for longer than a reload (a busy machine), when each reload
+  // that completed before the last signal may have started one more.
+  const completedDuringBurst = baton.logs.slice(since).filter((l) => l.msg === 'reload complete' && Date.parse(l.time) <= lastSignalAt).length;
+  t.true(started >= 1 && started <= 2 + completedDuringBurst, `started ${started} reloads, ${completedDuringBurst} completed during the burst`);
   t.is(count('reload complete'), started);
   t.is((await get(baton.port, '/')).body, 'v20\n');
 });
