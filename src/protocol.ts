@@ -4,7 +4,7 @@
 import type { Config } from './config.js';
 
 /** Bump on any incompatible change to the messages below. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
 
@@ -28,6 +28,8 @@ export type PrimaryMessage =
   }
   /** DISPATCH=shared: comes with a listening handle: accept from `listeners[listener]` until drained. */
   | { readonly type: 'accept'; readonly listener: number }
+  /** DISPATCH=shared: the fewest connections another serving worker holds (with those routed to it), or null when this worker serves alone. */
+  | { readonly type: 'peers'; readonly min: number | null }
   /** New session-ticket keys (base64): the primary rotated them. */
   | { readonly type: 'ticket-keys'; readonly keys: string }
   /** Comes with a socket handle: a client connection to serve, accepted on `listeners[listener]`. */
@@ -47,6 +49,10 @@ export type WorkerMessage =
   | { readonly type: 'closing' }
   /** Near the drain deadline the worker closed `closed` connections that were still open. */
   | { readonly type: 'forced-close'; readonly closed: number }
+  /** DISPATCH=shared: the connections this worker holds, when it changed (coalesced). */
+  | { readonly type: 'load'; readonly open: number }
+  /** DISPATCH=shared: comes with a connection this worker accepted, unread, for a less-loaded peer; `open`: what it holds without it. */
+  | { readonly type: 'forward'; readonly listener: number; readonly open: number }
   /** Counters pushed every second and just before a drained exit; `metrics` is prom-client JSON. */
   | { readonly type: 'stats'; readonly served: number; readonly inFlight: number; readonly connections: number; readonly upgraded: number; readonly metrics: readonly unknown[] }
   /** The worker cannot boot (or crashed); sent just before it exits. */
@@ -66,6 +72,10 @@ export function parseWorkerMessage(x: unknown): WorkerMessage | undefined {
     case 'waiting-for-listen':
     case 'closing':
       return { type: x.type };
+    case 'load':
+      return typeof x.open === 'number' ? { type: 'load', open: x.open } : undefined;
+    case 'forward':
+      return typeof x.listener === 'number' && typeof x.open === 'number' ? { type: 'forward', listener: x.listener, open: x.open } : undefined;
     case 'forced-close':
       return typeof x.closed === 'number' ? { type: 'forced-close', closed: x.closed } : undefined;
     case 'stats':
@@ -97,6 +107,8 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
       return { type: 'unready' };
     case 'accept':
       return typeof x.listener === 'number' ? { type: 'accept', listener: x.listener } : undefined;
+    case 'peers':
+      return typeof x.min === 'number' || x.min === null ? { type: 'peers', min: x.min } : undefined;
     case 'ticket-keys':
       return typeof x.keys === 'string' ? { type: 'ticket-keys', keys: x.keys } : undefined;
     default:

@@ -32,6 +32,7 @@ export interface RawConnection {
 export interface DispatchStats {
   readonly waiting: number;
   readonly unacked: number;
+  /** Handed to a worker by the primary, since start (DISPATCH=shared: only what a worker forwarded). */
   readonly dispatched: number;
 }
 
@@ -52,6 +53,10 @@ export interface Dispatch {
   workerGone(worker: WorkerHandle): void;
   /** On shutdown: connections that no worker took are closed. */
   closeWaiting(): void;
+  /** DISPATCH=shared: `worker` holds `open` connections. */
+  load?(worker: WorkerHandle, open: number): void;
+  /** DISPATCH=shared: `from` (holding `open` others) accepted `conn` above its share: hand it to a peer. */
+  forwarded?(from: WorkerHandle, conn: RawConnection, listener: number, open: number): void;
 }
 
 interface InFlight {

@@ -246,6 +246,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     generation: () => sup.generation,
     workers: () => sup.workers,
     waitingConnections: () => dispatcher.stats.waiting,
+    dispatchedConnections: () => dispatcher.stats.dispatched,
     certificateExpiry: () => sup.tls?.validTo,
   });
   let metricsServer: Awaited<ReturnType<typeof serveMetrics>> | undefined;

@@ -13,6 +13,8 @@ export interface MetricsSource {
   generation(): number;
   workers(): readonly WorkerHandle[];
   waitingConnections(): number;
+  /** Connections the primary handed to a worker since start. */
+  dispatchedConnections(): number;
   /** When the serving certificate expires (TLS on), for an alert well before it does. */
   certificateExpiry(): Date | undefined;
 }
@@ -57,6 +59,7 @@ export class PrimaryMetrics implements SupervisorObserver {
         if (at) this.set(Math.floor(at.getTime() / 1000));
       },
     });
+    new Counter({ name: 'baton_connections_dispatched_total', help: 'Connections the primary handed to a worker: every one with DISPATCH=primary; with DISPATCH=shared, those a worker accepted above its share and forwarded for a less-loaded one.', registers: [this.registry], collect() { this.reset(); this.inc(source.dispatchedConnections()); } });
     new Gauge({ name: 'baton_connections_waiting', help: 'Accepted connections waiting in the primary for a worker to take them.', registers: [this.registry], collect() { this.set(source.waitingConnections()); } });
   }
 

@@ -7,17 +7,54 @@
 // the primary hand-over: the kernel, not round-robin, decides which worker
 // takes a connection; a connection a worker accepted dies with it; nothing
 // waits in the primary (baton_connections_waiting is 0); no STICKY.
+//
+// The kernel does not balance (one worker's accept loop may drain a whole
+// burst), so each worker keeps only its share (worker/accept-balance.ts)
+// and forwards the rest here, unread; the primary hands each to the
+// serving worker holding fewest connections. For that the workers report
+// their counts (coalesced), and the primary tells each the least-loaded
+// peer's count, with what it routed there since.
 import type { Dispatch, DispatchStats, RawConnection } from './dispatcher.js';
 import type { WorkerHandle } from './worker-handle.js';
 
+interface Waiting {
+  readonly conn: RawConnection;
+  readonly listener: number;
+}
+
+/** Every ready worker is still taking the connection it was last sent. */
+const BUSY = Symbol('busy');
+
+interface Routed {
+  readonly conn: RawConnection;
+  readonly listener: number;
+  /** Received, or handed on elsewhere: a late callback must not act on it. */
+  settled: boolean;
+}
+
+
+
 export class SharedAccept implements Dispatch {
   private readonly serving = new Set<WorkerHandle>();
+  /** Per worker: connections it reported, and those routed to it that its report does not count. */
+  private readonly loads = new Map<WorkerHandle, { reported: number; routed: number }>();
+  /** Per worker: forwarded connections sent to it and not yet received. */
+  private readonly inFlight = new Map<WorkerHandle, Set<Routed>>();
+  /** Per worker: the peer count it was last told (undefined: never). */
+  private readonly told = new Map<WorkerHandle, number | null>();
+  /** Forwarded, waiting for a worker that has taken its last. */
+  private readonly waiting: Waiting[] = [];
+  /** Shutting down: any worker takes what waits, and none waits for a respawn. */
+  private closed = false;
+  private broadcastPending = false;
+  private forwardedCount = 0;
+  private inFlightCount = 0;
 
   /** `handles`: the listening handles, in listener order. */
   constructor(private readonly handles: () => readonly unknown[]) {}
 
   get stats(): DispatchStats {
-    return { waiting: 0, unacked: 0, dispatched: 0 };
+    return { waiting: this.waiting.length, unacked: this.inFlightCount, dispatched: this.forwardedCount };
   }
 
   accept(conn: RawConnection): void {
@@ -30,9 +67,14 @@ export class SharedAccept implements Dispatch {
   }
 
   add(worker: WorkerHandle): void {
-    if (this.serving.has(worker)) return;
-    this.serving.add(worker);
-    this.handles().forEach((handle, listener) => worker.proc.send({ type: 'accept', listener }, handle as RawConnection));
+    // Already serving since it booted, it may be ready now: a peer to forward to.
+    if (!this.serving.has(worker)) {
+      this.serving.add(worker);
+      if (!this.loads.has(worker)) this.loads.set(worker, { reported: 0, routed: 0 });
+      this.handles().forEach((handle, listener) => worker.proc.send({ type: 'accept', listener }, handle as RawConnection));
+    }
+    this.scheduleBroadcast();
+    this.flush();
   }
 
   /**
@@ -48,11 +90,143 @@ export class SharedAccept implements Dispatch {
   remove(worker: WorkerHandle): void {
     // It stops accepting itself, on its 'drain' (or by exiting).
     this.serving.delete(worker);
+    this.told.delete(worker);
+    this.scheduleBroadcast();
   }
 
   workerGone(worker: WorkerHandle): void {
-    this.serving.delete(worker);
+    this.remove(worker);
+    this.loads.delete(worker);
+    const lost = this.inFlight.get(worker);
+    this.inFlight.delete(worker);
+    // Sent to it, never received: they go to another worker.
+    for (const r of [...(lost ?? [])].reverse()) {
+      r.settled = true;
+      this.inFlightCount--;
+      this.route(r.conn, r.listener, true);
+    }
+    this.flush();
   }
 
-  closeWaiting(): void { /* nothing waits in the primary */ }
+  closeWaiting(): void {
+    // From now on a busy worker takes them too, and only those no worker can take are closed.
+    this.closed = true;
+    this.flush();
+  }
+
+  load(worker: WorkerHandle, open: number): void {
+    const l = this.loads.get(worker);
+    if (!l) return;
+    l.reported = open;
+    // What is on its way to it now is not in its count yet (the channel keeps
+    // order: its report came before its receipt of those).
+    l.routed = this.inFlight.get(worker)?.size ?? 0;
+    this.scheduleBroadcast();
+  }
+
+  forwarded(from: WorkerHandle, conn: RawConnection, listener: number, open: number): void {
+    this.forwardedCount++;
+    this.load(from, open);
+    this.route(conn, listener);
+  }
+
+  /** Hands them on, oldest first. */
+  private route(conn: RawConnection, listener: number, front = false): void {
+    if (front) this.waiting.unshift({ conn, listener });
+    else this.waiting.push({ conn, listener });
+    this.flush();
+  }
+
+  private flush(): void {
+    while (this.waiting.length > 0) {
+      const target = this.pick();
+      // Taken by the first worker to receive its last (send → flush).
+      if (target === BUSY) return;
+      // No serving worker: it waits for one (a respawn), unless shutting down.
+      if (!target && !this.closed) return;
+      const next = this.waiting.shift() as Waiting;
+      if (target) this.send(target, next.conn, next.listener);
+      else next.conn.close();
+    }
+  }
+
+  /**
+   * The serving worker with fewest connections. That may be the one that
+   * forwarded it: its view of its peers was older than this one. As with
+   * DISPATCH=primary, a worker that has not taken the last connection sent
+   * to it (its event loop may be busy) gets no other while it has not: a
+   * count that is low because a worker is stuck must not draw connections
+   * to it. At a shutdown, any worker will do.
+   */
+  private pick(): WorkerHandle | typeof BUSY | undefined {
+    let best: WorkerHandle | undefined;
+    let bestLoad = Infinity;
+    let busy = false;
+    for (const w of this.serving) {
+      if (w.state !== 'ready' || !w.proc.connected()) continue;
+      if (!this.closed && (this.inFlight.get(w)?.size ?? 0) > 0) {
+        busy = true;
+        continue;
+      }
+      const l = this.loads.get(w);
+      const n = l ? l.reported + l.routed : 0;
+      if (n < bestLoad) {
+        best = w;
+        bestLoad = n;
+      }
+    }
+    return best ?? (busy ? BUSY : undefined);
+  }
+
+  private send(target: WorkerHandle, conn: RawConnection, listener: number): void {
+    const l = this.loads.get(target);
+    if (l) l.routed++;
+    const r: Routed = { conn, listener, settled: false };
+    let set = this.inFlight.get(target);
+    if (!set) this.inFlight.set(target, set = new Set());
+    set.add(r);
+    this.inFlightCount++;
+    target.proc.send({ type: 'conn', listener }, conn, (err) => {
+      if (r.settled) return;
+      r.settled = true;
+      set.delete(r);
+      this.inFlightCount--;
+      if (err) {
+        // Not sent (its channel closed): first in line for another.
+        if (l) l.routed--;
+        return this.route(conn, listener, true);
+      }
+      // Closes only this process's descriptor; the worker holds its own.
+      conn.close();
+      this.flush();
+    });
+    this.scheduleBroadcast();
+  }
+
+  private scheduleBroadcast(): void {
+    if (this.broadcastPending) return;
+    this.broadcastPending = true;
+    // Once per turn of the loop, however many counts changed in it.
+    setImmediate(() => {
+      this.broadcastPending = false;
+      this.broadcast();
+    }).unref();
+  }
+
+  /** Tells each serving worker the fewest connections a peer holds, where that changed. */
+  private broadcast(): void {
+    for (const w of this.serving) {
+      let min: number | null = null;
+      for (const peer of this.serving) {
+        if (peer === w || peer.state !== 'ready') continue;
+        const l = this.loads.get(peer);
+        const n = l ? l.reported + l.routed : 0;
+        if (min === null || n < min) min = n;
+      }
+      // A booting worker is told once ready (add): it would not hear it before.
+      if (w.state !== 'ready' || this.told.get(w) === min || !w.proc.connected()) continue;
+      this.told.set(w, min);
+      w.proc.send({ type: 'peers', min });
+    }
+  }
 }

@@ -485,13 +485,22 @@ export class Supervisor {
     const { clock, spawner } = this.deps;
     let worker!: WorkerHandle;
     const proc = spawner.spawn({
-      message: (raw) => {
+      message: (raw, handle) => {
         const msg = parseWorkerMessage(raw);
-        if (!msg) return;
-        // Stats change no state: handled at once.
+        if (!msg) {
+          handle?.close();
+          return;
+        }
+        // Stats and the data path change no state: handled at once.
         if (msg.type === 'stats') {
           worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections, upgraded: msg.upgraded };
           this.tell((o) => o.workerMetrics?.(worker, msg.metrics));
+        } else if (msg.type === 'load') {
+          this.deps.dispatcher.load?.(worker, msg.open);
+        } else if (msg.type === 'forward') {
+          if (!handle) return;
+          if (this.deps.dispatcher.forwarded) this.deps.dispatcher.forwarded(worker, handle, msg.listener, msg.open);
+          else handle.close();
         } else this.enqueue({ type: 'worker-message', worker, msg });
       },
       exit: (code, signal) => this.enqueue({ type: 'worker-exit', worker, code, signal }),
@@ -568,6 +577,8 @@ export class Supervisor {
         if (this.state === 'stopping') this.exitCode = EXIT.failed;
         return;
       case 'stats':
+      case 'load':
+      case 'forward':
         return;
     }
   }

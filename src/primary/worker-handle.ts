@@ -24,7 +24,8 @@ export interface WorkerProcess {
 }
 
 export interface WorkerEvents {
-  message(raw: unknown): void;
+  /** `handle`: a raw handle that came with the message (DISPATCH=shared's forwarded connections). */
+  message(raw: unknown, handle?: RawConnection): void;
   exit(code: number | null, signal: string | null): void;
   error(err: Error): void;
 }
@@ -83,7 +84,7 @@ export function clusterSpawner(workerEntry: string): Spawner {
       const worker = cluster.fork();
       if (worker.process.stdout) relayLines(worker.process.stdout, stdout);
       if (worker.process.stderr) relayLines(worker.process.stderr, stderr);
-      worker.on('message', (raw: unknown) => events.message(raw));
+      worker.on('message', (raw: unknown, handle?: unknown) => events.message(raw, handle as RawConnection | undefined));
       worker.on('exit', (code: number | null, signal: string | null) => events.exit(code, signal));
       worker.on('error', (err: Error) => events.error(err));
       // Node sends one handle at a time on a channel and the next only once

@@ -128,6 +128,14 @@ export class ConnectionTracker {
     return this.drainReason !== undefined;
   }
 
+  /** Connections this worker holds (what DISPATCH=shared balances on). */
+  get open(): number {
+    return this.raws.size;
+  }
+
+  /** Called when a connection is added or closes (DISPATCH=shared reports the count). */
+  onOpenChange: (() => void) | undefined;
+
   get reason(): DrainReason | undefined {
     return this.drainReason;
   }
@@ -178,8 +186,10 @@ export class ConnectionTracker {
       clearTimeout(this.rawTimers.get(socket));
       this.rawTimers.delete(socket);
       this.raws.delete(socket);
+      this.onOpenChange?.();
       this.checkEmpty();
     });
+    this.onOpenChange?.();
     if (this.draining) this.expireIfSilent(socket);
   }
 

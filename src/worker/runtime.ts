@@ -2,7 +2,6 @@
 // or a drop-in app whose listen() is captured) → ready → serve sockets the
 // primary hands over → drain → exit.
 import type { Server } from 'node:http';
-import { createServer as createNetServer, type ServerOpts, type Server as NetServer, type Socket } from 'node:net';
 import type { Config } from '../config.js';
 import { registerDrain } from '../drain-signal.js';
 import { createLogger, flushOutput, serializeError, setOutputBound, type Logger } from '../log.js';
@@ -12,6 +11,7 @@ import { ConnectionTracker } from './drain.js';
 import { ListenCapture } from './listen-capture.js';
 import { STATS_INTERVAL_MS, WorkerMetrics } from './metrics.js';
 import { createFactoryServer, ServerHost } from './server-host.js';
+import { SharedAcceptor } from './shared-accept.js';
 import { heldSignalHandlers, runHeldSignalHandlers } from './signals.js';
 import { warmUp } from './warm-up.js';
 
@@ -219,27 +219,24 @@ interface Serving {
   setUnready(): void;
 }
 
-/**
- * Listens on a listening handle the primary shares (DISPATCH=shared), in
- * this worker: node:net's own setup for a server given a handle, without
- * node:cluster (a cluster worker's listen() would ask the primary to bind)
- * and without the app's captured listen().
- */
-function acceptOn(handle: unknown, options: ServerOpts, onSocket: (socket: Socket) => void, onError: (err: Error) => void): NetServer {
-  const server = createNetServer(options, onSocket);
-  server.on('error', onError);
-  const internal = server as unknown as { _handle: unknown; _listen2(address: null, port: number, addressType: number, backlog: number): void };
-  internal._handle = handle;
-  internal._listen2(null, -1, -1, 2048);
-  return server;
-}
-
 function serve(host: ServerHost, s: Serving): void {
   const { init, app, tracker, metrics, log } = s;
-  const acceptors: NetServer[] = [];
   let isReady = false;
   const whenReady: (() => void)[] = [];
   const { config } = init;
+  // DISPATCH=shared: this worker accepts itself, and forwards what is above its share.
+  const acceptor = config.dispatch === 'shared' ? new SharedAcceptor({
+    open: () => tracker.open,
+    draining: () => tracker.draining,
+    keep: (conn, listener) => host.feed(host.socketFor(conn, listener), listener),
+    send: (msg, handle, done) => {
+      if (!process.connected || !process.send) return done?.(new Error('no channel to the primary'));
+      const sendWith = process.send as (m: WorkerMessage, h: unknown, o: object, cb: (err: Error | null) => void) => boolean;
+      sendWith.call(process, msg, handle, {}, (err) => done?.(err));
+    },
+    error: (err) => log.error({ err: serializeError(err) }, 'accept failed'),
+  }) : undefined;
+  if (acceptor) tracker.onOpenChange = () => acceptor.reporter.changed();
   const pushStats = async (): Promise<void> => {
     const snapshot = metrics.snapshot();
     const { served, inFlight, sockets, upgraded } = tracker.stats;
@@ -283,8 +280,8 @@ function serve(host: ServerHost, s: Serving): void {
     // last process to close the socket resets what is queued on it, and at
     // a shutdown that may be this one. What it accepts meanwhile is answered
     // with Connection: close.
-    const closing = acceptors.splice(0);
-    if (closing.length > 0) setImmediate(() => setImmediate(() => { for (const server of closing) server.close(); }));
+    const closing = acceptor?.stop() ?? [];
+    if (closing.length > 0) setImmediate(() => setImmediate(() => { for (const handle of closing) handle.close(); }));
     if (!tracker.drain(reason, () => { clearTimeout(deadline); clearInterval(report); void exit(); })) return;
     log.info({ reason, ...tracker.stats }, 'draining');
     // Shortly before the primary's deadline, close what is still open (a
@@ -329,12 +326,15 @@ function serve(host: ServerHost, s: Serving): void {
       case 'accept': {
         // DISPATCH=shared: accept from this listening socket until drained
         // (from the moment this worker is ready).
-        if (!handle || tracker.draining) return;
-        const start = (): void => { acceptors.push(acceptOn(handle, host.acceptOptions(msg.listener), (socket) => host.feed(socket, msg.listener), (err) => log.error({ err: serializeError(err) }, 'accept failed'))); };
+        if (!handle || tracker.draining || !acceptor) return;
+        const start = (): void => acceptor.start(handle, msg.listener);
         if (isReady) start();
         else whenReady.push(start);
         return;
       }
+      case 'peers':
+        acceptor?.peers(msg.min);
+        return;
       case 'unready':
         s.setUnready();
         return;

@@ -207,13 +207,7 @@ export class ServerHost {
     return socket;
   }
 
-  /** The same settings for a listening socket this worker accepts from itself (DISPATCH=shared). */
-  acceptOptions(listener: number): { allowHalfOpen: boolean; noDelay: boolean; keepAlive: boolean; keepAliveInitialDelay: number } {
-    const target = this.entry(listener) as NetServer & SocketDefaults;
-    return { allowHalfOpen: target.allowHalfOpen ?? false, noDelay: target.noDelay !== false, keepAlive: target.keepAlive ?? false, keepAliveInitialDelay: (target.keepAliveInitialDelay ?? 0) * 1000 };
-  }
-
-  /** A connection from the primary, accepted on `listeners[listener]`. */
+  /** A connection accepted on `listeners[listener]` (by the primary, or by this worker with DISPATCH=shared). */
   feed(socket: Socket, listener: number): void {
     this.options.tracker.addRaw(socket);
     this.entry(listener).emit('connection', socket);
