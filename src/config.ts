@@ -197,7 +197,7 @@ export const KEYS = {
   },
   DISPATCH: {
     field: 'dispatch', default: () => 'primary', reloadable: false, parse: oneOf(['primary', 'shared'] as const),
-    doc: 'How connections reach workers: primary (the primary accepts each one and hands it to the next ready worker, round-robin; it waits in the primary when no worker is ready) or shared (the serving workers accept from the listening socket themselves). Needs a restart to change.',
+    doc: 'How connections reach workers: primary (the primary accepts each one and hands it to the next ready worker, round-robin; it waits in the primary when no worker is ready) or shared (the serving workers accept from the listening sockets themselves; one holding more connections than its least-loaded peer forwards what it accepts to the one with fewest, through the primary). Needs a restart to change.',
   },
   STICKY: {
     field: 'sticky', default: () => 'off', reloadable: false, parse: oneOf(['off', 'ip'] as const),

@@ -39,7 +39,7 @@ const TARGETS = {
   idleRss: { maxKb: 5 * 1024, basis: 'proposed', why: "the primary keeps no per-connection state once a worker has taken it: the soak's bound" },
   idleFd: { basis: 'proposed', why: 'the primary holds no connection fd once a worker acknowledged it' },
   primaryCpu: { max: 1.25, basis: 'proposed', why: "DISPATCH=primary does what node:cluster's round-robin does (accept, pass a handle, wait for its receipt)" },
-  sharedCpu: { max: 0.1, basis: 'proposed', why: 'DISPATCH=shared: the primary is not on the connection path at all' },
+  sharedCpu: { max: 0.5, basis: 'proposed', why: 'DISPATCH=shared: the primary carries only what a worker forwards above its share (17% of new connections under these 16 loops, measured) and the workers\' load reports; 0.32x measured where the bound was 0.1x before the balance' },
 };
 
 /** utime+stime of one process, in clock ticks; null once it is gone. @param {number} pid */

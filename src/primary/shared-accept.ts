@@ -20,7 +20,16 @@ import type { WorkerHandle } from './worker-handle.js';
 interface Waiting {
   readonly conn: RawConnection;
   readonly listener: number;
+  /** performance.now() when it began to wait. */
+  readonly since: number;
 }
+
+/**
+ * How long a forwarded connection waits for a busy worker that holds fewer
+ * connections before it goes to a free one that holds more: a free event
+ * loop takes a handle in well under a millisecond, a stuck one never.
+ */
+const WAIT_MS = 5;
 
 /** Every ready worker is still taking the connection it was last sent. */
 const BUSY = Symbol('busy');
@@ -46,6 +55,7 @@ export class SharedAccept implements Dispatch {
   private readonly waiting: Waiting[] = [];
   /** Shutting down: any worker takes what waits, and none waits for a respawn. */
   private closed = false;
+  private recheck: NodeJS.Timeout | undefined;
   private broadcastPending = false;
   private forwardedCount = 0;
   private inFlightCount = 0;
@@ -132,8 +142,9 @@ export class SharedAccept implements Dispatch {
 
   /** Hands them on, oldest first. */
   private route(conn: RawConnection, listener: number, front = false): void {
-    if (front) this.waiting.unshift({ conn, listener });
-    else this.waiting.push({ conn, listener });
+    const w = { conn, listener, since: performance.now() };
+    if (front) this.waiting.unshift(w);
+    else this.waiting.push(w);
     this.flush();
   }
 
@@ -156,26 +167,48 @@ export class SharedAccept implements Dispatch {
    * DISPATCH=primary, a worker that has not taken the last connection sent
    * to it (its event loop may be busy) gets no other while it has not: a
    * count that is low because a worker is stuck must not draw connections
-   * to it. At a shutdown, any worker will do.
+   * to it. A connection waits for it (a burst: it takes the next in well
+   * under a millisecond) rather than go to a free worker holding more, but
+   * no longer than WAIT_MS. At a shutdown, any worker will do.
    */
   private pick(): WorkerHandle | typeof BUSY | undefined {
-    let best: WorkerHandle | undefined;
-    let bestLoad = Infinity;
+    let free: WorkerHandle | undefined;
+    let freeLoad = Infinity;
+    let anyLoad = Infinity;
     let busy = false;
     for (const w of this.serving) {
       if (w.state !== 'ready' || !w.proc.connected()) continue;
+      const l = this.loads.get(w);
+      const n = l ? l.reported + l.routed : 0;
+      anyLoad = Math.min(anyLoad, n);
       if (!this.closed && (this.inFlight.get(w)?.size ?? 0) > 0) {
         busy = true;
         continue;
       }
-      const l = this.loads.get(w);
-      const n = l ? l.reported + l.routed : 0;
-      if (n < bestLoad) {
-        best = w;
-        bestLoad = n;
+      if (n < freeLoad) {
+        free = w;
+        freeLoad = n;
       }
     }
-    return best ?? (busy ? BUSY : undefined);
+    if (free && (freeLoad <= anyLoad + 1 || this.waitedEnough())) return free;
+    if (!busy) return free;
+    if (free) this.recheckLater();
+    return BUSY;
+  }
+
+  /** The oldest waiting connection has waited WAIT_MS for a busy worker with fewer. */
+  private waitedEnough(): boolean {
+    const head = this.waiting[0];
+    return head !== undefined && performance.now() - head.since >= WAIT_MS;
+  }
+
+  private recheckLater(): void {
+    if (this.recheck) return;
+    this.recheck = setTimeout(() => {
+      this.recheck = undefined;
+      this.flush();
+    }, WAIT_MS);
+    this.recheck.unref();
   }
 
   private send(target: WorkerHandle, conn: RawConnection, listener: number): void {
