@@ -4,7 +4,7 @@
 import type { Config } from './config.js';
 
 /** Bump on any incompatible change to the messages below. */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
 
@@ -26,10 +26,16 @@ export type PrimaryMessage =
     /** TLS session-ticket keys (48 bytes, base64), the same in every worker of every generation. */
     readonly ticketKeys: string;
   }
-  /** DISPATCH=shared: comes with a listening handle: accept from `listeners[listener]` until drained. */
-  | { readonly type: 'accept'; readonly listener: number }
+  /**
+   * DISPATCH=shared: comes with a listening handle: accept from
+   * `listeners[listener]` until drained. `copy`: send the handle back at
+   * once (the primary accepts on its own until it holds a copy it need not poll).
+   */
+  | { readonly type: 'accept'; readonly listener: number; readonly copy?: boolean }
   /** DISPATCH=shared: the fewest connections another serving worker holds (with those routed to it), or null when this worker serves alone. */
   | { readonly type: 'peers'; readonly min: number | null }
+  /** DISPATCH=shared, at a shutdown: close the listening sockets now (the primary sweeps what is queued, and closes the port last), and say so. */
+  | { readonly type: 'stop-accepting' }
   /** New session-ticket keys (base64): the primary rotated them. */
   | { readonly type: 'ticket-keys'; readonly keys: string }
   /** Comes with a socket handle: a client connection to serve, accepted on `listeners[listener]`. */
@@ -49,6 +55,10 @@ export type WorkerMessage =
   | { readonly type: 'closing' }
   /** Near the drain deadline the worker closed `closed` connections that were still open. */
   | { readonly type: 'forced-close'; readonly closed: number }
+  /** DISPATCH=shared: this worker closed its listening sockets, as `stop-accepting` asked. */
+  | { readonly type: 'stopped-accepting' }
+  /** DISPATCH=shared: comes with the listening handle of `listeners[listener]`, as asked by `accept`'s `copy`. */
+  | { readonly type: 'listener'; readonly listener: number }
   /** DISPATCH=shared: the connections this worker holds, when it changed (coalesced). */
   | { readonly type: 'load'; readonly open: number }
   /** DISPATCH=shared: comes with a connection this worker accepted, unread, for a less-loaded peer; `open`: what it holds without it. */
@@ -71,9 +81,12 @@ export function parseWorkerMessage(x: unknown): WorkerMessage | undefined {
       return typeof x.protocol === 'number' ? { type: x.type, protocol: x.protocol } : undefined;
     case 'waiting-for-listen':
     case 'closing':
+    case 'stopped-accepting':
       return { type: x.type };
     case 'load':
       return typeof x.open === 'number' ? { type: 'load', open: x.open } : undefined;
+    case 'listener':
+      return typeof x.listener === 'number' ? { type: 'listener', listener: x.listener } : undefined;
     case 'forward':
       return typeof x.listener === 'number' && typeof x.open === 'number' ? { type: 'forward', listener: x.listener, open: x.open } : undefined;
     case 'forced-close':
@@ -105,8 +118,10 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
       return x.reason === 'reload' || x.reason === 'shutdown' || x.reason === 'scale-down' ? { type: 'drain', reason: x.reason } : undefined;
     case 'unready':
       return { type: 'unready' };
+    case 'stop-accepting':
+      return { type: 'stop-accepting' };
     case 'accept':
-      return typeof x.listener === 'number' ? { type: 'accept', listener: x.listener } : undefined;
+      return typeof x.listener === 'number' ? { type: 'accept', listener: x.listener, ...(x.copy === true ? { copy: true } : {}) } : undefined;
     case 'peers':
       return typeof x.min === 'number' || x.min === null ? { type: 'peers', min: x.min } : undefined;
     case 'ticket-keys':

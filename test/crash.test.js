@@ -27,7 +27,7 @@ for (const dispatch of ['primary', 'shared']) {
 test('DISPATCH=primary: connections handed to a frozen worker that is then killed are answered by another, none lost', async (t) => {
   // The primary keeps its copy of each connection until the worker's
   // process acknowledges holding it; a SIGSTOPped worker never does.
-  const baton = await startBaton({ t });
+  const baton = await startBaton({ t, env: { DISPATCH: 'primary' } });
   const ready = await baton.waitForLog('ready');
   const [frozen, other] = /** @type {number[]} */ (ready.workers);
   process.kill(frozen, 'SIGSTOP');

@@ -71,3 +71,29 @@ for (const dispatch of ['primary', 'shared']) {
     t.true(Math.max(...split) <= 24, `no worker holds more than 1.5x its share: ${split.join(' / ')}`);
   });
 }
+
+// DISPATCH=shared at a cold start: Node cannot listen without accepting, so
+// the primary accepts until the first worker hands back a copy of the
+// socket it can hold unpolled. The port must answer from the 'listening'
+// line on, and the primary must leave accepting to the workers after that.
+test('DISPATCH=shared: the port answers from the listening line on; once a worker has the socket the primary accepts none itself', async (t) => {
+  const baton = await startBaton({ t, env: { DISPATCH: 'shared', METRICS_PORT: '0' }, waitReady: false });
+  const listening = await baton.waitForLog('listening');
+  const port = /** @type {number} */ (listening.port);
+  const early = await Promise.all(Array.from({ length: 10 }, () => get(port, '/healthz')));
+  t.deepEqual(early.map((r) => r.status), Array(10).fill(200), 'sent before any worker was ready: all answered');
+  await baton.waitForLog('ready');
+  const metricsPort = /** @type {{ port: number }} */ (await baton.waitForLog('metrics at /metrics')).port;
+  const dispatched = async () => {
+    const res = await get(metricsPort, '/metrics');
+    const line = res.body.split('\n').find((l) => l.startsWith('baton_connections_dispatched_total '));
+    return Number(line?.split(' ').pop());
+  };
+  const before = await dispatched();
+  for (let i = 0; i < 100; i++) t.is((await get(port, '/healthz')).status, 200);
+  const handed = (await dispatched()) - before;
+  t.log(`handed over by the primary: ${before} before the workers were ready, ${handed} of the next 100`);
+  // An idle primary still polling would win most accepts (its loop is free);
+  // a worker forwards one now and then when its count lags a close.
+  t.true(handed <= 5, `the primary handed ${handed} of 100 sequential connections`);
+});

@@ -179,19 +179,23 @@ async function scenario(t, stoppedEnv = {}) {
   return { load, exit, shutdownMs, port: a.port, a2, nginx, nginxErrors, stoppedLogs: a.dump() };
 }
 
-serial('behind nginx: 5 reloads and a shutdown of one instance under POST and GET load lose nothing', async (t) => {
-  const started = Date.now();
-  const { load, exit, shutdownMs, port, a2, nginx, nginxErrors, stoppedLogs } = await scenario(t);
-  t.log(`${Math.round((Date.now() - started) / 100) / 10} s; answered ${load.counts.ok} (${load.counts.posts} POST, ${load.counts.gets} GET), failed ${load.counts.failed}; the stopped instance took ${shutdownMs} ms to exit`, load.byInstance, load.failureKinds, `nginx logged ${nginxErrors.length} error line(s)`, nginxErrors.slice(0, 3));
-  if (load.counts.failed > 0) t.log(`the stopped instance's last log lines:\n${stoppedLogs}`);
-  t.deepEqual(exit, { code: 0, signal: null }, 'the stopped instance exited 0');
-  t.is(a2?.port, port, 'restarted on the same port');
-  t.deepEqual(load.failures.slice(0, 10), [], `failures: ${JSON.stringify(load.failureKinds)}`);
-  t.is(load.counts.failed, 0);
-  t.true(load.counts.posts >= 500, `POSTs answered: ${load.counts.posts}`);
-  t.true(load.counts.gets >= 200, `GETs answered: ${load.counts.gets}`);
-  for (const instance of ['a', 'b', 'a2']) t.true((load.byInstance[instance] ?? 0) >= 500, `instance ${instance} served ${load.byInstance[instance] ?? 0}`);
-  t.false(/upstream prematurely closed/.test(nginx.stderr), nginxErrors.filter((l) => /prematurely/.test(l)).slice(0, 5).join('\n'));
-  // The only errors nginx may log: connections refused while the instance was down (retried elsewhere).
-  t.deepEqual(nginxErrors.filter((l) => !/connect\(\) failed \(111: Connection refused\)/.test(l)), []);
-});
+// The stopped instance in each mode: with a shared queue its workers accept,
+// and its shutdown must still close the port last, after a sweep.
+for (const dispatch of ['primary', 'shared']) {
+  serial(`behind nginx: 5 reloads and a shutdown of one instance${dispatch === 'shared' ? ' (DISPATCH=shared)' : ''} under POST and GET load lose nothing`, async (t) => {
+    const started = Date.now();
+    const { load, exit, shutdownMs, port, a2, nginx, nginxErrors, stoppedLogs } = await scenario(t, dispatch === 'shared' ? { DISPATCH: 'shared' } : {});
+    t.log(`${Math.round((Date.now() - started) / 100) / 10} s; answered ${load.counts.ok} (${load.counts.posts} POST, ${load.counts.gets} GET), failed ${load.counts.failed}; the stopped instance took ${shutdownMs} ms to exit`, load.byInstance, load.failureKinds, `nginx logged ${nginxErrors.length} error line(s)`, nginxErrors.slice(0, 3));
+    if (load.counts.failed > 0) t.log(`the stopped instance's last log lines:\n${stoppedLogs}`);
+    t.deepEqual(exit, { code: 0, signal: null }, 'the stopped instance exited 0');
+    t.is(a2?.port, port, 'restarted on the same port');
+    t.deepEqual(load.failures.slice(0, 10), [], `failures: ${JSON.stringify(load.failureKinds)}`);
+    t.is(load.counts.failed, 0);
+    t.true(load.counts.posts >= 500, `POSTs answered: ${load.counts.posts}`);
+    t.true(load.counts.gets >= 200, `GETs answered: ${load.counts.gets}`);
+    for (const instance of ['a', 'b', 'a2']) t.true((load.byInstance[instance] ?? 0) >= 500, `instance ${instance} served ${load.byInstance[instance] ?? 0}`);
+    t.false(/upstream prematurely closed/.test(nginx.stderr), nginxErrors.filter((l) => /prematurely/.test(l)).slice(0, 5).join('\n'));
+    // The only errors nginx may log: connections refused while the instance was down (retried elsewhere).
+    t.deepEqual(nginxErrors.filter((l) => !/connect\(\) failed \(111: Connection refused\)/.test(l)), []);
+  });
+}

@@ -152,26 +152,31 @@ function postOnNewConnection(port) {
   });
 }
 
-test('connections queued while the primary was busy when SIGTERM came are answered, not reset by the closing port', async (t) => {
-  // Closing a listening socket resets the connections queued on it, whose
-  // clients have sent their request already (nginx answers such a POST
-  // with 502). The primary is stopped (SIGSTOP) while clients connect and
-  // send, so that they wait in the kernel's queue, then SIGTERM and SIGCONT:
-  // the shutdown must accept them before it closes the port.
-  const baton = await startBaton({ t, args: [join(FIXTURES, 'apps', 'echo-post.mjs')], env: { WORKERS: '2' } });
-  t.is(await postOnNewConnection(baton.port), '200');
-  process.kill(baton.pid, 'SIGSTOP');
-  t.teardown(() => { try { process.kill(baton.pid, 'SIGCONT'); } catch { /* gone */ } });
-  const posts = Array.from({ length: 20 }, () => postOnNewConnection(baton.port));
-  // Connected and sent: the kernel completed the handshakes; check it holds them.
-  t.true(await pollUntil(() => acceptQueue(baton.port) >= 20, 5000), `queued: ${acceptQueue(baton.port)}`);
-  process.kill(baton.pid, 'SIGTERM');
-  process.kill(baton.pid, 'SIGCONT');
-  const outcomes = await Promise.all(posts);
-  t.deepEqual(outcomes, outcomes.map(() => '200'), outcomes.join(' '));
-  t.deepEqual(await baton.waitExit(), { code: 0, signal: null });
-  t.is(await postOnNewConnection(baton.port), 'refused');
-});
+for (const dispatch of ['primary', 'shared']) {
+  test(`DISPATCH=${dispatch}: connections queued while ${dispatch === 'primary' ? 'the primary was' : 'the workers were'} busy when SIGTERM came are answered, not reset by the closing port`, async (t) => {
+    // Closing a listening socket resets the connections queued on it, whose
+    // clients have sent their request already (nginx answers such a POST
+    // with 502). What accepts (the primary, or with a shared queue the
+    // workers) is stopped (SIGSTOP) while clients connect and send, so that
+    // they wait in the kernel's queue, then SIGTERM and SIGCONT: the
+    // shutdown must accept them before it closes the port.
+    const baton = await startBaton({ t, args: [join(FIXTURES, 'apps', 'echo-post.mjs')], env: { WORKERS: '2', DISPATCH: dispatch } });
+    const ready = await baton.waitForLog('ready');
+    const acceptors = dispatch === 'primary' ? [baton.pid] : /** @type {number[]} */ (ready.workers);
+    t.is(await postOnNewConnection(baton.port), '200');
+    for (const pid of acceptors) process.kill(pid, 'SIGSTOP');
+    t.teardown(() => { for (const pid of acceptors) { try { process.kill(pid, 'SIGCONT'); } catch { /* gone */ } } });
+    const posts = Array.from({ length: 20 }, () => postOnNewConnection(baton.port));
+    // Connected and sent: the kernel completed the handshakes; check it holds them.
+    t.true(await pollUntil(() => acceptQueue(baton.port) >= 20, 5000), `queued: ${acceptQueue(baton.port)}`);
+    process.kill(baton.pid, 'SIGTERM');
+    for (const pid of acceptors) process.kill(pid, 'SIGCONT');
+    const outcomes = await Promise.all(posts);
+    t.deepEqual(outcomes, outcomes.map(() => '200'), outcomes.join(' '));
+    t.deepEqual(await baton.waitExit(), { code: 0, signal: null });
+    t.is(await postOnNewConnection(baton.port), 'refused');
+  });
+}
 
 /** Connections waiting in the accept queue of 127.0.0.1:port (Recv-Q of its LISTEN socket in /proc/net/tcp). @param {number} port */
 function acceptQueue(port) {

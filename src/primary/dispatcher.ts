@@ -13,8 +13,9 @@
 //   worker busy in its event loop while another is free (node:cluster's
 //   round-robin hands out connections the same way). With STICKY=ip the
 //   worker is chosen by the client's address, however busy.
-// - `shared` (shared-accept.ts): the serving workers accept from the
-//   listening sockets themselves; the primary only holds them.
+// - `shared` (shared-accept.ts, the default unless STICKY=ip): the serving
+//   workers accept from the listening sockets themselves; the primary
+//   holds them, and hands on only what a worker forwards above its share.
 //
 // Connections travel as raw libuv handles (what the listening handle's
 // onconnection gives), never as net.Socket objects: the primary neither
@@ -39,7 +40,7 @@ export interface DispatchStats {
 /** What the supervisor needs of a dispatcher, whichever way it dispatches. */
 export interface Dispatch {
   readonly stats: DispatchStats;
-  /** A connection accepted on listener number `listener` (primary mode only). */
+  /** A connection this primary accepted on listener number `listener` (shared mode: only until a worker hands back a copy of the socket). */
   accept(conn: RawConnection, listener: number): void;
   /** Switch the whole target set at once (a generation becomes the serving one). */
   setTargets(workers: readonly WorkerHandle[]): void;
@@ -53,6 +54,12 @@ export interface Dispatch {
   workerGone(worker: WorkerHandle): void;
   /** On shutdown: connections that no worker took are closed. */
   closeWaiting(): void;
+  /** DISPATCH=shared: `worker` sent back a copy of listener `listener`'s socket, as asked. */
+  listenerCopy?(worker: WorkerHandle, listener: number, handle: RawConnection): void;
+  /** DISPATCH=shared, at a shutdown: ask the serving workers to stop accepting; `then` once all have (or could not say so in time). */
+  stopWorkersAccepting?(then: () => void): void;
+  /** DISPATCH=shared: `worker` closed its listening sockets. */
+  stoppedAccepting?(worker: WorkerHandle): void;
   /** DISPATCH=shared: `worker` holds `open` connections. */
   load?(worker: WorkerHandle, open: number): void;
   /** DISPATCH=shared: `from` (holding `open` others) accepted `conn` above its share: hand it to a peer. */

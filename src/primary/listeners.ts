@@ -82,7 +82,9 @@ interface Entry extends Listener {
   /** Primary mode: the server that accepts. */
   readonly server?: Server;
   /** Shared mode: the raw handle the workers listen on. */
-  readonly handle?: RawHandle;
+  handle?: RawHandle;
+  /** Shared mode, bound here: this primary accepts on it until a worker hands back a copy it can hold unpolled (adopt). */
+  polling?: boolean;
 }
 
 function tcpInfoOf(handle: { getsockname?(out: { address?: string; port?: number }): number }, fallback: ListenerInfo): ListenerInfo {
@@ -176,7 +178,17 @@ export class Listeners {
             `cannot listen on unix:${addr.path}: it exists and is not a socket`).catch((err: Error) => { throw new ListenError(err.message, 4); });
         }
         if (mode === 'shared') {
-          entries.push(await Listeners.bindShared(addr, unixMode));
+          // Listening from now: the port must not refuse while the first
+          // workers boot. Node cannot listen without polling, so this
+          // primary accepts (the dispatcher holds those for the first ready
+          // worker) until a worker hands back a copy of the socket (adopt).
+          const entry = await Listeners.bindShared(addr, unixMode);
+          entries.push(entry);
+          const handle = entry.handle as RawHandle;
+          const err = handle.listen(BACKLOG);
+          if (err) throw new ListenError(`cannot listen on ${addr.kind === 'tcp' ? `${addr.host}:${addr.port}` : `unix:${addr.path}`}: listen ${errnoMessage(err)}`, 4);
+          takeConnections(handle, index, onConnection, onError);
+          entry.polling = true;
         } else {
           const server = createServer({ noDelay: true });
           if (addr.kind === 'tcp') {
@@ -284,6 +296,31 @@ export class Listeners {
     return new Listeners(mode, entries, owned, pending, onConnection, onError, false);
   }
 
+  /** Shared mode: whether this primary still accepts on listener `index` itself (it wants a copy back). */
+  polling(index: number): boolean {
+    return this.entries[index]?.polling === true;
+  }
+
+  /**
+   * Shared mode: `copy` is a descriptor of listener `index`'s socket that a
+   * worker sent back. Held from now on instead of the one this primary
+   * polls, which closes: the socket stays open and listening (the copy
+   * and the workers' keep it), and what comes queues for the workers.
+   * Returns false if it was not wanted (the caller closes it).
+   */
+  adopt(index: number, copy: unknown): boolean {
+    const entry = this.entries[index];
+    // At a shutdown it polls on purpose (the sweep), and keeps what it has.
+    if (!entry?.polling || !entry.handle || this.sweeping || this.closed.has(entry.handle)) return false;
+    const old = entry.handle;
+    entry.handle = copy as RawHandle;
+    entry.polling = false;
+    old.onconnection = null;
+    this.closed.add(old);
+    old.close();
+    return true;
+  }
+
   /** Starts accepting on handed-over descriptors and systemd sockets (a no-op for the others). */
   start(): void {
     if (this.accepting) return;
@@ -326,16 +363,31 @@ export class Listeners {
    * goes on turn after turn while turns still accept, for at most
    * SWEEP_MAX_MS. What arrives in the microseconds between its last turn
    * and the close is reset, as with any server that closes its port. In
-   * shared mode the workers poll the sockets, and sweep as they stop
-   * (runtime.ts).
+   * shared mode the workers accept: `othersStopped` calls back once they
+   * have closed their copies, and the sweep starts then (this primary
+   * accepts meanwhile too, and is the last to close).
    */
-  stopAcceptingAfterSweep(done: (sweep: SweepResult) => void): void {
-    if (this.mode !== 'primary') {
-      this.stopAccepting();
-      done({ accepted: 0, ms: 0 });
-      return;
-    }
+  stopAcceptingAfterSweep(done: (sweep: SweepResult) => void, othersStopped?: (then: () => void) => void): void {
     this.sweeping = true;
+    if (this.mode === 'shared') {
+      // The workers accept here: this primary accepts too (its connections
+      // go to the serving workers), until they have closed their copies;
+      // then it sweeps, and closes the port last. Not a systemd socket:
+      // systemd holds it open, so what is queued there is not reset but
+      // left to the next instance.
+      for (const e of this.entries) {
+        if (!e.handle || e.polling || e.source === 'systemd' || this.closed.has(e.handle)) continue;
+        const index = this.entries.indexOf(e);
+        if (e.handle.listen(BACKLOG) !== 0) continue;
+        takeConnections(e.handle, index, this.onConnection, this.onError);
+        e.polling = true;
+      }
+      if (othersStopped) return othersStopped(() => this.sweep(done));
+    }
+    this.sweep(done);
+  }
+
+  private sweep(done: (sweep: SweepResult) => void): void {
     const started = performance.now();
     const until = started + SWEEP_MAX_MS;
     const first = acceptedCount;

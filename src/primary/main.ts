@@ -211,7 +211,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
   // The dispatch seam (dispatcher.ts): the primary hands connections over,
   // or the workers accept from the sockets themselves.
   let listeners!: Listeners;
-  const dispatcher: Dispatch = c.dispatch === 'shared' ? new SharedAccept(() => listeners.handles) : new HandOverDispatcher(c.sticky === 'ip');
+  const dispatcher: Dispatch = c.dispatch === 'shared' ? new SharedAccept(() => listeners.handles, { polling: (i) => listeners.polling(i), adopt: (i, copy) => listeners.adopt(i, copy) }) : new HandOverDispatcher(c.sticky === 'ip');
   const onConnection = (conn: RawConnection, index: number): void => dispatcher.accept(conn, index);
   const onListenError = (err: Error): void => log.error({ err: serializeError(err) }, 'listener error');
   try {
@@ -315,7 +315,7 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
     environment,
     dispatcher,
     stopAccepting: () => listeners.stopAccepting(),
-    stopAcceptingAfterSweep: (done) => listeners.stopAcceptingAfterSweep(done),
+    stopAcceptingAfterSweep: (done) => listeners.stopAcceptingAfterSweep(done, dispatcher.stopWorkersAccepting?.bind(dispatcher)),
     address: () => firstTcp ? { host: firstTcp.host, port: firstTcp.port } : { host: '', port: 0 },
     listeners: () => listenerInfo,
     ticketKeys: () => ticketKeys.base64,

@@ -1,12 +1,18 @@
 // DISPATCH=shared: the serving workers accept from the listening sockets
 // themselves, from one kernel queue (Node 20 has no SO_REUSEPORT), as
 // node:cluster's SCHED_NONE does; the primary holds the sockets for its
-// whole life and never accepts. A worker gets the listening handles once it
-// is part of the serving set, and stops accepting when it drains: what it
-// has not accepted stays queued for the others. What this gives up against
-// the primary hand-over: the kernel, not round-robin, decides which worker
-// takes a connection; a connection a worker accepted dies with it; nothing
-// waits in the primary (baton_connections_waiting is 0); no STICKY.
+// whole life. A worker gets the listening handles once it is part of the
+// serving set, and stops accepting when it drains: what it has not
+// accepted stays queued for the others. At a cold start the primary
+// listens and accepts itself until the first worker hands back a copy of
+// each socket that it can hold without polling it (Node cannot listen
+// without accepting): the port never refuses, and what it accepted waits
+// here for the first ready worker. At a shutdown the workers stop
+// accepting first (stop-accepting) and the primary sweeps the queue and
+// closes the port last, as in primary mode (listeners.ts). What this mode
+// gives up against the
+// primary hand-over: a connection a worker accepted dies with it; what
+// waits for a worker waits in the kernel's backlog; no STICKY.
 //
 // The kernel does not balance (one worker's accept loop may drain a whole
 // burst), so each worker keeps only its share (worker/accept-balance.ts)
@@ -30,6 +36,9 @@ interface Waiting {
  * loop takes a handle in well under a millisecond, a stuck one never.
  */
 const WAIT_MS = 5;
+
+/** How long a shutdown waits for the workers to say they stopped accepting before it sweeps anyway. */
+const STOP_ACCEPTING_MS = 250;
 
 /** Every ready worker is still taking the connection it was last sent. */
 const BUSY = Symbol('busy');
@@ -56,20 +65,38 @@ export class SharedAccept implements Dispatch {
   /** Shutting down: any worker takes what waits, and none waits for a respawn. */
   private closed = false;
   private recheck: NodeJS.Timeout | undefined;
+  /** Taken out of the serving set and still alive (draining): the last resort for a forwarded connection. */
+  private readonly removed = new Set<WorkerHandle>();
+  /** Shutting down: the workers were asked to stop accepting (and none is given the sockets again). */
+  private stopping = false;
+  /** Waiting for workers to say they stopped accepting. */
+  private readonly stopWaiters = new Set<(gone?: WorkerHandle) => void>();
   private broadcastPending = false;
-  private forwardedCount = 0;
+  private handedCount = 0;
   private inFlightCount = 0;
 
-  /** `handles`: the listening handles, in listener order. */
-  constructor(private readonly handles: () => readonly unknown[]) {}
+  /**
+   * `handles`: the listening handles, in listener order. `sockets`: whether
+   * the primary still accepts on a listener itself (a cold start), and
+   * where a worker's copy of it goes.
+   */
+  constructor(
+    private readonly handles: () => readonly unknown[],
+    private readonly sockets: { polling(listener: number): boolean; adopt(listener: number, copy: unknown): boolean } = { polling: () => false, adopt: () => false },
+  ) {}
 
   get stats(): DispatchStats {
-    return { waiting: this.waiting.length, unacked: this.inFlightCount, dispatched: this.forwardedCount };
+    return { waiting: this.waiting.length, unacked: this.inFlightCount, dispatched: this.handedCount };
   }
 
-  accept(conn: RawConnection): void {
-    // The primary never accepts in this mode; should a connection come, it is not ours.
-    conn.close();
+  /** Accepted by the primary while it still polls a socket (a cold start): for the first ready worker. */
+  accept(conn: RawConnection, listener: number): void {
+    this.route(conn, listener);
+  }
+
+  listenerCopy(_worker: WorkerHandle, listener: number, handle: RawConnection): void {
+    // One copy is enough: the others (every booting worker was asked) close.
+    if (!this.sockets.adopt(listener, handle)) handle.close();
   }
 
   setTargets(workers: readonly WorkerHandle[]): void {
@@ -78,10 +105,10 @@ export class SharedAccept implements Dispatch {
 
   add(worker: WorkerHandle): void {
     // Already serving since it booted, it may be ready now: a peer to forward to.
-    if (!this.serving.has(worker)) {
+    if (!this.serving.has(worker) && !this.stopping) {
       this.serving.add(worker);
       if (!this.loads.has(worker)) this.loads.set(worker, { reported: 0, routed: 0 });
-      this.handles().forEach((handle, listener) => worker.proc.send({ type: 'accept', listener }, handle as RawConnection));
+      this.handles().forEach((handle, listener) => worker.proc.send({ type: 'accept', listener, ...(this.sockets.polling(listener) ? { copy: true } : {}) }, handle as RawConnection));
     }
     this.scheduleBroadcast();
     this.flush();
@@ -99,13 +126,15 @@ export class SharedAccept implements Dispatch {
 
   remove(worker: WorkerHandle): void {
     // It stops accepting itself, on its 'drain' (or by exiting).
-    this.serving.delete(worker);
+    if (this.serving.delete(worker)) this.removed.add(worker);
     this.told.delete(worker);
     this.scheduleBroadcast();
   }
 
   workerGone(worker: WorkerHandle): void {
     this.remove(worker);
+    this.removed.delete(worker);
+    for (const check of [...this.stopWaiters]) check(worker);
     this.loads.delete(worker);
     const lost = this.inFlight.get(worker);
     this.inFlight.delete(worker);
@@ -116,6 +145,43 @@ export class SharedAccept implements Dispatch {
       this.route(r.conn, r.listener, true);
     }
     this.flush();
+  }
+
+  /**
+   * At a shutdown the primary must close the port last, after a sweep of
+   * what is queued (the last process to close a listening socket resets
+   * the connections queued on it, requests sent): the workers stop
+   * accepting first, and say so.
+   */
+  stopWorkersAccepting(then: () => void): void {
+    this.stopping = true;
+    const asked = new Set<WorkerHandle>();
+    for (const w of this.serving) {
+      if (w.state !== 'ready' || !w.proc.connected()) continue;
+      asked.add(w);
+      w.proc.send({ type: 'stop-accepting' });
+    }
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      this.stopWaiters.delete(check);
+      then();
+    };
+    const check = (gone?: WorkerHandle): void => {
+      if (gone) asked.delete(gone);
+      if (asked.size === 0) finish();
+    };
+    // A worker stuck in its event loop cannot say so: the sweep goes on without it.
+    const timer = setTimeout(finish, STOP_ACCEPTING_MS);
+    timer.unref();
+    this.stopWaiters.add(check);
+    check();
+  }
+
+  stoppedAccepting(worker: WorkerHandle): void {
+    for (const check of [...this.stopWaiters]) check(worker);
   }
 
   closeWaiting(): void {
@@ -135,7 +201,6 @@ export class SharedAccept implements Dispatch {
   }
 
   forwarded(from: WorkerHandle, conn: RawConnection, listener: number, open: number): void {
-    this.forwardedCount++;
     this.load(from, open);
     this.route(conn, listener);
   }
@@ -191,9 +256,19 @@ export class SharedAccept implements Dispatch {
       }
     }
     if (free && (freeLoad <= anyLoad + 1 || this.waitedEnough())) return free;
-    if (!busy) return free;
+    if (!busy) return free ?? this.lastResort();
     if (free) this.recheckLater();
     return BUSY;
+  }
+
+  /**
+   * No serving worker (the old primary of an upgrade, whose generation
+   * drains; or every serving one died): one still draining answers it,
+   * with Connection: close, rather than leave it to wait or be closed.
+   */
+  private lastResort(): WorkerHandle | undefined {
+    for (const w of this.removed) if (w.state === 'draining' && w.proc.connected()) return w;
+    return undefined;
   }
 
   /** The oldest waiting connection has waited WAIT_MS for a busy worker with fewer. */
@@ -212,6 +287,7 @@ export class SharedAccept implements Dispatch {
   }
 
   private send(target: WorkerHandle, conn: RawConnection, listener: number): void {
+    this.handedCount++;
     const l = this.loads.get(target);
     if (l) l.routed++;
     const r: Routed = { conn, listener, settled: false };

@@ -495,6 +495,12 @@ export class Supervisor {
         if (msg.type === 'stats') {
           worker.stats = { served: msg.served, inFlight: msg.inFlight, connections: msg.connections, upgraded: msg.upgraded };
           this.tell((o) => o.workerMetrics?.(worker, msg.metrics));
+        } else if (msg.type === 'stopped-accepting') {
+          this.deps.dispatcher.stoppedAccepting?.(worker);
+        } else if (msg.type === 'listener') {
+          if (!handle) return;
+          if (this.deps.dispatcher.listenerCopy) this.deps.dispatcher.listenerCopy(worker, msg.listener, handle);
+          else handle.close();
         } else if (msg.type === 'load') {
           this.deps.dispatcher.load?.(worker, msg.open);
         } else if (msg.type === 'forward') {
@@ -579,6 +585,8 @@ export class Supervisor {
       case 'stats':
       case 'load':
       case 'forward':
+      case 'listener':
+      case 'stopped-accepting':
         return;
     }
   }

@@ -19,6 +19,8 @@ type InitMessage = Extract<PrimaryMessage, { type: 'init' }>;
 
 /** While draining with long-lived connections open, say how many every this often. */
 const LONG_LIVED_REPORT_MS = 5000;
+/** How long a failing worker waits for its reason to be written to the primary. */
+const FATAL_SEND_MS = 1000;
 /** The app's own SIGTERM handlers (run after the drain) get this long to exit the process themselves. */
 const HELD_HANDLERS_MS = 2000;
 
@@ -26,13 +28,30 @@ function send(msg: WorkerMessage): void {
   process.send?.(msg);
 }
 
+/**
+ * DISPATCH=shared, at a cold start: the primary accepts on its own socket
+ * until it holds a copy it need not poll; this worker's copy is one. (It
+ * goes as 'net.Native': Node does not close this process's copy.)
+ */
+function sendListenerCopy(listener: number, handle: unknown): void {
+  const msg: WorkerMessage = { type: 'listener', listener };
+  (process.send as ((m: WorkerMessage, h: unknown) => boolean) | undefined)?.call(process, msg, handle);
+}
+
 /** Reports a boot failure or crash to the primary, then exits. */
 function die(err: unknown, log?: Logger): Promise<never> {
   const error = serializeError(err);
   log?.fatal({ err: error }, 'worker failed');
   if (!log) process.stderr.write(`baton worker ${process.pid}: ${error.stack ?? error.message}\n`);
-  send({ type: 'fatal', error });
-  return exitAfterFlush(1);
+  // Written before the exit: a message sent while a handle (DISPATCH=shared's
+  // listener copy, a forward) waits for its acknowledgement is queued
+  // behind it, and an exit now would lose the reason.
+  const written = new Promise<void>((resolve) => {
+    if (!process.connected || !process.send) return resolve();
+    setTimeout(resolve, FATAL_SEND_MS).unref();
+    process.send({ type: 'fatal', error } satisfies WorkerMessage, undefined, {}, () => resolve());
+  });
+  return written.then(() => exitAfterFlush(1));
 }
 
 /** Exits once this worker's log lines are out (or a stalled stdout had its chance). */
@@ -82,7 +101,9 @@ export async function runWorker(): Promise<void> {
   const early: { listener: number; handle: unknown }[] = [];
   const keepEarly = (raw: unknown, handle: unknown): void => {
     const msg = parsePrimaryMessage(raw);
-    if (msg?.type === 'accept' && handle) early.push({ listener: msg.listener, handle });
+    if (msg?.type !== 'accept' || !handle) return;
+    if (msg.copy) sendListenerCopy(msg.listener, handle);
+    early.push({ listener: msg.listener, handle });
   };
   process.on('message', keepEarly);
   send({ type: 'hello', protocol: PROTOCOL_VERSION });
@@ -326,6 +347,7 @@ function serve(host: ServerHost, s: Serving): void {
       case 'accept': {
         // DISPATCH=shared: accept from this listening socket until drained
         // (from the moment this worker is ready).
+        if (handle && msg.copy) sendListenerCopy(msg.listener, handle);
         if (!handle || tracker.draining || !acceptor) return;
         const start = (): void => acceptor.start(handle, msg.listener);
         if (isReady) start();
@@ -335,6 +357,12 @@ function serve(host: ServerHost, s: Serving): void {
       case 'peers':
         acceptor?.peers(msg.min);
         return;
+      case 'stop-accepting': {
+        // A shutdown: the primary sweeps what is queued and closes the port last.
+        for (const h of acceptor?.stop() ?? []) h.close();
+        send({ type: 'stopped-accepting' });
+        return;
+      }
       case 'unready':
         s.setUnready();
         return;
