@@ -17,7 +17,7 @@ import { chmodSync, renameSync, unlinkSync } from 'node:fs';
 import net, { createServer, type Server } from 'node:net';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { getSystemErrorName } from 'node:util';
+import { errnoMessage } from '../errno.js';
 import type { ListenAddress } from '../config.js';
 import type { ListenerInfo } from '../protocol.js';
 import type { RawConnection } from './dispatcher.js';
@@ -69,14 +69,6 @@ interface RawHandle extends RawConnection {
 const createServerHandle = (net as unknown as {
   _createServerHandle(address: string | null, port: number, addressType: number, fd?: number, flags?: number): RawHandle | number;
 })._createServerHandle;
-
-function errnoMessage(code: number): string {
-  try {
-    return getSystemErrorName(code);
-  } catch {
-    return `error ${code}`;
-  }
-}
 
 interface Entry extends Listener {
   /** Primary mode: the server that accepts. */

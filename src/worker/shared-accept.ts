@@ -3,7 +3,7 @@
 // accept-balance.ts); the rest goes to the primary, unread, for a peer.
 // Raw libuv handles, as the primary's own listeners take them: a
 // connection is forwarded before any stream or parser exists for it.
-import { getSystemErrorName } from 'node:util';
+import { errnoMessage } from '../errno.js';
 import type { WorkerMessage } from '../protocol.js';
 import { AcceptBalance, LoadReporter } from './accept-balance.js';
 
@@ -30,14 +30,6 @@ export interface SharedAcceptOptions {
 }
 
 const BACKLOG = 2048;
-
-function errnoMessage(code: number): string {
-  try {
-    return getSystemErrorName(code);
-  } catch {
-    return `error ${code}`;
-  }
-}
 
 export class SharedAcceptor {
   private readonly handles: ListeningHandle[] = [];
