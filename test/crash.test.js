@@ -66,3 +66,29 @@ test('primary killed with SIGKILL: no worker is left after 2 s, draining ones in
   await baton.waitExit();
   t.true(await pollUntil(() => pids.every((p) => !baton.groupPids().includes(p)), 2000), `left: ${baton.groupPids()}`);
 });
+
+test('DISPATCH=shared: a connection forwarded to a frozen worker that is then killed is answered by another, none lost', async (t) => {
+  // With a shared queue only the running worker accepts; holding more than
+  // its frozen peer, it forwards one to it through the primary, which keeps
+  // its copy until the frozen worker's process acknowledges it (never), and
+  // sends it no other meanwhile. Killed, its connection goes to the other.
+  const baton = await startBaton({ t, env: { DISPATCH: 'shared' } });
+  const ready = await baton.waitForLog('ready');
+  const [frozen, other] = /** @type {number[]} */ (ready.workers);
+  process.kill(frozen, 'SIGSTOP');
+  t.teardown(() => { try { process.kill(frozen, 'SIGCONT'); } catch { /* gone */ } });
+  /** @type {{ status: number, pid?: number }[]} */
+  const answers = [];
+  const requests = Array.from({ length: 6 }, () => get(baton.port, '/healthz').then((res) => {
+    const answer = { status: res.status, pid: JSON.parse(res.body).pid };
+    answers.push(answer);
+    return answer;
+  }));
+  t.true(await pollUntil(() => answers.length === 5, 5000), `answered before the kill: ${answers.length}`);
+  t.true(answers.every((a) => a.pid === other));
+  process.kill(frozen, 'SIGKILL');
+  const all = await Promise.all(requests);
+  t.deepEqual(all.map((a) => a.status), [200, 200, 200, 200, 200, 200]);
+  t.false(all.some((a) => a.pid === frozen), 'none answered by the killed worker');
+  t.is(answers.length, 6);
+});
