@@ -30,8 +30,12 @@ test('GET / answers MESSAGE; SIGHUP after editing .env changes it and retires th
 });
 
 test('a /slow request in flight across SIGHUP completes with 200 from the old generation', async (t) => {
-  const baton = await startBaton({ t, env: { WORKERS: '1' } });
-  const slow = get(baton.port, '/slow?ms=1500');
+  // The request outlasts any reload that completes (READY_TIMEOUT_MS is
+  // 10 s here), so it is still in flight when the old worker drains: a
+  // 1.5 s one was over once when a loaded machine took 1.7 s to reload.
+  // The drain deadline is above it.
+  const baton = await startBaton({ t, env: { WORKERS: '1', DRAIN_TIMEOUT_MS: '30000' } });
+  const slow = get(baton.port, '/slow?ms=11000');
   await waitInFlight(baton.port, 1);
   baton.writeEnv({ MESSAGE: 'new' });
   const since = baton.logs.length;
@@ -40,7 +44,7 @@ test('a /slow request in flight across SIGHUP completes with 200 from the old ge
   t.is(draining.reason, 'reload');
   const res = await slow;
   t.is(res.status, 200);
-  t.is(res.body, 'slept 1500 ms in generation 1\n');
+  t.is(res.body, 'slept 11000 ms in generation 1\n');
   t.is(res.headers.connection, 'close', 'a draining worker closes the connection after answering');
   t.is((await get(baton.port, '/')).body, 'new\n');
 });
