@@ -24,32 +24,41 @@ for (const dispatch of ['primary', 'shared']) {
   });
 }
 
-test('DISPATCH=primary: connections handed to a frozen worker that is then killed are answered by another, none lost', async (t) => {
-  // The primary keeps its copy of each connection until the worker's
-  // process acknowledges holding it; a SIGSTOPped worker never does.
-  const baton = await startBaton({ t, env: { DISPATCH: 'primary' } });
-  const ready = await baton.waitForLog('ready');
-  const [frozen, other] = /** @type {number[]} */ (ready.workers);
-  process.kill(frozen, 'SIGSTOP');
-  t.teardown(() => { try { process.kill(frozen, 'SIGCONT'); } catch { /* gone */ } });
-  /** @type {{ status: number, pid?: number }[]} */
-  const answers = [];
-  const requests = Array.from({ length: 6 }, () => get(baton.port, '/healthz').then((res) => {
-    const answer = { status: res.status, pid: JSON.parse(res.body).pid };
-    answers.push(answer);
-    return answer;
-  }));
-  // A worker is handed one connection at a time: the frozen one takes one
-  // and never acknowledges it; the other five go to the running worker...
-  t.true(await pollUntil(() => answers.length === 5, 5000), `answered before the kill: ${answers.length}`);
-  t.true(answers.every((a) => a.pid === other));
-  // ...and the sixth waits at the frozen one.
-  process.kill(frozen, 'SIGKILL');
-  const all = await Promise.all(requests);
-  t.deepEqual(all.map((a) => a.status), [200, 200, 200, 200, 200, 200]);
-  t.false(all.some((a) => a.pid === frozen), 'none answered by the killed worker');
-  t.is(answers.length, 6);
-});
+// The primary keeps its copy of each connection it hands over until the
+// worker's process acknowledges holding it; a SIGSTOPped worker never does,
+// and gets no other meanwhile. DISPATCH=primary: the frozen worker is handed
+// one, the other five go to the running worker. DISPATCH=shared: only the
+// running worker accepts and, holding more than its frozen peer, forwards
+// one to it through the primary. Either way, once the frozen worker is
+// killed its connection goes to the other: none is lost.
+const FROZEN_TITLES = {
+  primary: 'DISPATCH=primary: connections handed to a frozen worker that is then killed are answered by another, none lost',
+  shared: 'DISPATCH=shared: a connection forwarded to a frozen worker that is then killed is answered by another, none lost',
+};
+for (const dispatch of /** @type {const} */ (['primary', 'shared'])) {
+  test(FROZEN_TITLES[dispatch], async (t) => {
+    const baton = await startBaton({ t, env: { DISPATCH: dispatch } });
+    const ready = await baton.waitForLog('ready');
+    const [frozen, other] = /** @type {number[]} */ (ready.workers);
+    process.kill(frozen, 'SIGSTOP');
+    t.teardown(() => { try { process.kill(frozen, 'SIGCONT'); } catch { /* gone */ } });
+    /** @type {{ status: number, pid?: number }[]} */
+    const answers = [];
+    const requests = Array.from({ length: 6 }, () => get(baton.port, '/healthz').then((res) => {
+      const answer = { status: res.status, pid: JSON.parse(res.body).pid };
+      answers.push(answer);
+      return answer;
+    }));
+    // Five answered by the running worker; the sixth waits at the frozen one.
+    t.true(await pollUntil(() => answers.length === 5, 5000), `answered before the kill: ${answers.length}`);
+    t.true(answers.every((a) => a.pid === other));
+    process.kill(frozen, 'SIGKILL');
+    const all = await Promise.all(requests);
+    t.deepEqual(all.map((a) => a.status), [200, 200, 200, 200, 200, 200]);
+    t.false(all.some((a) => a.pid === frozen), 'none answered by the killed worker');
+    t.is(answers.length, 6);
+  });
+}
 
 test('primary killed with SIGKILL: no worker is left after 2 s, draining ones included', async (t) => {
   const baton = await startBaton({ t, env: { WORKERS: '1' } });
@@ -65,30 +74,4 @@ test('primary killed with SIGKILL: no worker is left after 2 s, draining ones in
   process.kill(baton.pid, 'SIGKILL');
   await baton.waitExit();
   t.true(await pollUntil(() => pids.every((p) => !baton.groupPids().includes(p)), 2000), `left: ${baton.groupPids()}`);
-});
-
-test('DISPATCH=shared: a connection forwarded to a frozen worker that is then killed is answered by another, none lost', async (t) => {
-  // With a shared queue only the running worker accepts; holding more than
-  // its frozen peer, it forwards one to it through the primary, which keeps
-  // its copy until the frozen worker's process acknowledges it (never), and
-  // sends it no other meanwhile. Killed, its connection goes to the other.
-  const baton = await startBaton({ t, env: { DISPATCH: 'shared' } });
-  const ready = await baton.waitForLog('ready');
-  const [frozen, other] = /** @type {number[]} */ (ready.workers);
-  process.kill(frozen, 'SIGSTOP');
-  t.teardown(() => { try { process.kill(frozen, 'SIGCONT'); } catch { /* gone */ } });
-  /** @type {{ status: number, pid?: number }[]} */
-  const answers = [];
-  const requests = Array.from({ length: 6 }, () => get(baton.port, '/healthz').then((res) => {
-    const answer = { status: res.status, pid: JSON.parse(res.body).pid };
-    answers.push(answer);
-    return answer;
-  }));
-  t.true(await pollUntil(() => answers.length === 5, 5000), `answered before the kill: ${answers.length}`);
-  t.true(answers.every((a) => a.pid === other));
-  process.kill(frozen, 'SIGKILL');
-  const all = await Promise.all(requests);
-  t.deepEqual(all.map((a) => a.status), [200, 200, 200, 200, 200, 200]);
-  t.false(all.some((a) => a.pid === frozen), 'none answered by the killed worker');
-  t.is(answers.length, 6);
 });

@@ -367,13 +367,12 @@ export class Listeners {
       // then it sweeps, and closes the port last. Not a systemd socket:
       // systemd holds it open, so what is queued there is not reset but
       // left to the next instance.
-      for (const e of this.entries) {
-        if (!e.handle || e.polling || e.source === 'systemd' || this.closed.has(e.handle)) continue;
-        const index = this.entries.indexOf(e);
-        if (e.handle.listen(BACKLOG) !== 0) continue;
+      this.entries.forEach((e, index) => {
+        if (!e.handle || e.polling || e.source === 'systemd' || this.closed.has(e.handle)) return;
+        if (e.handle.listen(BACKLOG) !== 0) return;
         takeConnections(e.handle, index, this.onConnection, this.onError);
         e.polling = true;
-      }
+      });
       if (othersStopped) return othersStopped(() => this.sweep(done));
     }
     this.sweep(done);

@@ -29,13 +29,22 @@ function send(msg: WorkerMessage): void {
 }
 
 /**
+ * A message to the primary, with a raw handle if any (it goes as
+ * 'net.Native': Node does not close this process's copy); `done` once
+ * written, or with the error if there is no channel.
+ */
+function sendWith(msg: WorkerMessage, handle?: unknown, done?: (err: Error | null) => void): void {
+  if (!process.connected || !process.send) return done?.(new Error('no channel to the primary'));
+  const write = process.send as (m: WorkerMessage, h: unknown, o: object, cb: (err: Error | null) => void) => boolean;
+  write.call(process, msg, handle, {}, (err) => done?.(err));
+}
+
+/**
  * DISPATCH=shared, at a cold start: the primary accepts on its own socket
- * until it holds a copy it need not poll; this worker's copy is one. (It
- * goes as 'net.Native': Node does not close this process's copy.)
+ * until it holds a copy it need not poll; this worker's copy is one.
  */
 function sendListenerCopy(listener: number, handle: unknown): void {
-  const msg: WorkerMessage = { type: 'listener', listener };
-  (process.send as ((m: WorkerMessage, h: unknown) => boolean) | undefined)?.call(process, msg, handle);
+  sendWith({ type: 'listener', listener }, handle);
 }
 
 /** Reports a boot failure or crash to the primary, then exits. */
@@ -47,9 +56,8 @@ function die(err: unknown, log?: Logger): Promise<never> {
   // listener copy, a forward) waits for its acknowledgement is queued
   // behind it, and an exit now would lose the reason.
   const written = new Promise<void>((resolve) => {
-    if (!process.connected || !process.send) return resolve();
     setTimeout(resolve, FATAL_SEND_MS).unref();
-    process.send({ type: 'fatal', error } satisfies WorkerMessage, undefined, {}, () => resolve());
+    sendWith({ type: 'fatal', error }, undefined, () => resolve());
   });
   return written.then(() => exitAfterFlush(1));
 }
@@ -250,11 +258,7 @@ function serve(host: ServerHost, s: Serving): void {
     open: () => tracker.open,
     draining: () => tracker.draining,
     keep: (conn, listener) => host.feed(host.socketFor(conn, listener), listener),
-    send: (msg, handle, done) => {
-      if (!process.connected || !process.send) return done?.(new Error('no channel to the primary'));
-      const sendWith = process.send as (m: WorkerMessage, h: unknown, o: object, cb: (err: Error | null) => void) => boolean;
-      sendWith.call(process, msg, handle, {}, (err) => done?.(err));
-    },
+    send: sendWith,
     error: (err) => log.error({ err: serializeError(err) }, 'accept failed'),
   }) : undefined;
   if (acceptor) tracker.onOpenChange = () => acceptor.reporter.changed();
@@ -263,9 +267,7 @@ function serve(host: ServerHost, s: Serving): void {
     const { served, inFlight, sockets, upgraded } = tracker.stats;
     // Resolves once written, so a process.exit() after it cannot cut it off.
     await new Promise<void>((resolve) => {
-      const msg: WorkerMessage = { type: 'stats', served, inFlight, connections: sockets, upgraded, metrics: snapshot };
-      if (!process.connected || !process.send) return resolve();
-      process.send(msg, undefined, {}, () => resolve());
+      sendWith({ type: 'stats', served, inFlight, connections: sockets, upgraded, metrics: snapshot }, undefined, () => resolve());
     });
   };
   // unref: the stats timer must never keep a drained worker alive.
@@ -298,9 +300,10 @@ function serve(host: ServerHost, s: Serving): void {
   const drain = (reason: Parameters<ConnectionTracker['drain']>[0]): void => {
     // Shared accept queue: stop taking connections; what is queued stays for
     // the others. After a sweep (as the primary does, listeners.ts): the
-    // last process to close the socket resets what is queued on it, and at
-    // a shutdown that may be this one. What it accepts meanwhile is answered
-    // with Connection: close.
+    // last process to close the socket resets what is queued on it. At a
+    // shutdown the primary closes last, but not if this worker could not
+    // answer its stop-accepting in time. What it accepts meanwhile is
+    // answered with Connection: close.
     const closing = acceptor?.stop() ?? [];
     if (closing.length > 0) setImmediate(() => setImmediate(() => { for (const handle of closing) handle.close(); }));
     if (!tracker.drain(reason, () => { clearTimeout(deadline); clearInterval(report); void exit(); })) return;

@@ -41,10 +41,6 @@ export class SharedAcceptor {
     this.reporter = new LoadReporter(options.open, (open) => options.send({ type: 'load', open }));
   }
 
-  get accepting(): boolean {
-    return this.handles.length > 0;
-  }
-
   /** The primary's latest view of the peers. */
   peers(min: number | null): void {
     this.balance.peers(min);
