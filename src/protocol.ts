@@ -4,7 +4,7 @@
 import type { Config } from './config.js';
 
 /** Bump on any incompatible change to the messages below. */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
 export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
 
@@ -55,7 +55,7 @@ export type WorkerMessage =
   | { readonly type: 'closing' }
   /** Near the drain deadline the worker closed `closed` connections that were still open. */
   | { readonly type: 'forced-close'; readonly closed: number }
-  /** DISPATCH=shared: this worker closed its listening sockets, as `stop-accepting` asked. */
+  /** DISPATCH=shared: this worker closed its listening sockets, as `stop-accepting` or `drain` asked. */
   | { readonly type: 'stopped-accepting' }
   /** DISPATCH=shared: comes with the listening handle of `listeners[listener]`, as asked by `accept`'s `copy`. */
   | { readonly type: 'listener'; readonly listener: number }

@@ -2,7 +2,7 @@
 // SIGHUP: the rolling reload, seen from outside as a user would.
 import test from 'ava';
 import { FIXTURES, pollUntil, startBaton } from './helpers/baton.js';
-import { get, waitInFlight } from './helpers/http.js';
+import { get, startLoad, waitInFlight } from './helpers/http.js';
 import { join } from 'node:path';
 
 test('GET / answers MESSAGE; SIGHUP after editing .env changes it and retires the old workers', async (t) => {
@@ -188,3 +188,28 @@ test('a draining worker spreads its keep-alive clients\' reconnects over DRAIN_S
   const sinceDrain = closedAfter.map((ms) => ms - drainAt);
   t.true(/** @type {number} */ (sinceDrain.at(-1)) < 1500 + 500, `within the spread after the drain began: ${sinceDrain.join(', ')} ms`);
 });
+
+// The switch is one instant: once `reload complete` is logged, no old worker
+// takes a new connection. With DISPATCH=shared the old workers accept from
+// the shared socket until they read their drain, so the reload completes
+// only once each says it stopped (a keep-alive load keeps them busy, which
+// widens that window).
+for (const dispatch of ['primary', 'shared']) {
+  test(`DISPATCH=${dispatch}: from 'reload complete' on, every new connection is answered by the new generation`, async (t) => {
+    const baton = await startBaton({ t, env: { DISPATCH: dispatch, DRAIN_SPREAD_MS: '0' } });
+    const load = startLoad(baton.port, { keepAlive: 8, newConn: 0, slow: 0 });
+    try {
+      await load.waitForMore(200);
+      for (let i = 0; i < 6; i++) {
+        const outcome = await baton.reload();
+        t.is(outcome.msg, 'reload complete');
+        const answers = await Promise.all(Array.from({ length: 8 }, () => get(baton.port, '/healthz')));
+        const generations = answers.map((a) => JSON.parse(a.body).generation);
+        t.deepEqual(generations, generations.map(() => outcome.generation), `reload ${i + 1}: new connections after reload complete`);
+      }
+    } finally {
+      await load.stop();
+    }
+    t.is(load.counts.failed, 0, JSON.stringify(load.failures.slice(0, 3)));
+  });
+}

@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { loadConfig } from '../dist/config.js';
 import { HandOverDispatcher } from '../dist/primary/dispatcher.js';
+import { SharedAccept } from '../dist/primary/shared-accept.js';
 import { Supervisor } from '../dist/primary/supervisor.js';
 import { PROTOCOL_VERSION } from '../dist/protocol.js';
 
@@ -17,7 +18,7 @@ function config(env) {
   return r;
 }
 
-/** @param {Record<string, string>} [env] @param {{ bootConcurrency?: number }} [opts] */
+/** @param {Record<string, string>} [env] @param {{ bootConcurrency?: number, dispatcher?: any }} [opts] */
 function harness(env = {}, opts = {}) {
   /** What the fake upgrader was asked. @type {string[]} */
   const upgrades = [];
@@ -58,7 +59,7 @@ function harness(env = {}, opts = {}) {
     },
     loadConfig: () => nextConfig,
     environment: {},
-    dispatcher: new HandOverDispatcher(),
+    dispatcher: opts.dispatcher ?? new HandOverDispatcher(),
     stopAccepting: () => { stoppedAccepting++; },
     address: () => ({ host: '127.0.0.1', port: 1234 }),
     listeners: () => [{ kind: 'tcp', host: '127.0.0.1', port: 1234 }],
@@ -168,6 +169,70 @@ test('reload: new generation ready → old one drains; reloads during a reload c
   t.is(replies.length, 6);
   t.like(replies[5], { ok: true, generation: 3 });
   t.is(h.sup.currentState, 'running');
+});
+
+// DISPATCH=shared: an old worker accepts from the shared socket until it
+// reads its drain, so `reload complete` waits until each says it stopped.
+test('reload (DISPATCH=shared): complete only once every old worker has stopped accepting, or exited', async (t) => {
+  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 60_000 }) });
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  await h.boot(h.procs[2]);
+  await h.boot(h.procs[3]);
+  t.deepEqual(h.procs[0].sent.at(-1), { type: 'drain', reason: 'reload' });
+  t.is(h.logged('reload complete').length, 0, 'not while old workers may accept');
+  t.is(h.sup.currentState, 'reloading');
+  h.sup.enqueue({ type: 'reload', source: 'meanwhile' });
+  await h.settle();
+  t.is(h.logged('reload queued: it runs when the current one ends').length, 1);
+  h.procs[0].events.message({ type: 'stopped-accepting' });
+  await h.settle();
+  t.is(replies.length, 0, 'one of two has stopped');
+  h.crash(h.procs[1], 0);
+  await h.settle();
+  t.is(h.logged('reload complete').length, 1);
+  t.like(replies[0], { ok: true, generation: 2 });
+  t.is(h.logged('running queued reload').length, 1, 'the queued reload runs after it');
+  t.is(h.logged('old workers did not confirm they stopped accepting: the reload completes without them (each takes new connections until it reads its drain)').length, 0);
+});
+
+test('reload (DISPATCH=shared): an old worker that never says it stopped accepting delays the reload only until the deadline, with a warning', async (t) => {
+  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 30 }) });
+  await running(h);
+  h.sup.enqueue({ type: 'reload', source: 'test' });
+  await h.settle();
+  await h.boot(h.procs[2]);
+  await h.boot(h.procs[3]);
+  h.procs[0].events.message({ type: 'stopped-accepting' });
+  await h.settle();
+  t.is(h.logged('reload complete').length, 0);
+  const deadline = Date.now() + 5000;
+  while (h.logged('reload complete').length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  const [warning] = h.logged('old workers did not confirm they stopped accepting: the reload completes without them (each takes new connections until it reads its drain)');
+  t.deepEqual(warning?.workerPids, [h.procs[1].pid]);
+  t.is(h.logged('reload complete').length, 1);
+  t.is(h.sup.currentState, 'running');
+});
+
+test('reload (DISPATCH=shared): a stop while the old workers stop accepting shuts down without completing the reload', async (t) => {
+  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 60_000 }) });
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  await h.boot(h.procs[2]);
+  await h.boot(h.procs[3]);
+  h.sup.enqueue({ type: 'stop', source: 'SIGTERM' });
+  await h.settle();
+  t.is(h.sup.currentState, 'stopping');
+  t.like(replies[0], { ok: false });
+  for (const p of h.procs) p.events.message({ type: 'stopped-accepting' });
+  await h.settle();
+  t.is(h.logged('reload complete').length, 0);
 });
 
 test('reload: with a boot concurrency of 1 the new generation boots one worker at a time (startup does not wait)', async (t) => {

@@ -37,8 +37,18 @@ interface Waiting {
  */
 const WAIT_MS = 5;
 
-/** How long a shutdown waits for the workers to say they stopped accepting before it sweeps anyway. */
-const STOP_ACCEPTING_MS = 250;
+export interface SharedAcceptTiming {
+  /** How long a shutdown waits for the workers to say they stopped accepting before it sweeps anyway. */
+  readonly stopAcceptingMs: number;
+  /**
+   * How long a reload waits for the old workers to say so before it
+   * completes anyway: a worker that has not read a message for a second
+   * is stuck in a request, and a reload must not hang on it.
+   */
+  readonly switchMs: number;
+}
+
+const TIMING: SharedAcceptTiming = { stopAcceptingMs: 250, switchMs: 1000 };
 
 /** Every ready worker is still taking the connection it was last sent. */
 const BUSY = Symbol('busy');
@@ -83,6 +93,7 @@ export class SharedAccept implements Dispatch {
   constructor(
     private readonly handles: () => readonly unknown[],
     private readonly sockets: { polling(listener: number): boolean; adopt(listener: number, copy: unknown): boolean } = { polling: () => false, adopt: () => false },
+    private readonly timing: SharedAcceptTiming = TIMING,
   ) {}
 
   get stats(): DispatchStats {
@@ -155,26 +166,38 @@ export class SharedAccept implements Dispatch {
    */
   stopWorkersAccepting(then: () => void): void {
     this.stopping = true;
-    const asked = new Set<WorkerHandle>();
+    const asked: WorkerHandle[] = [];
     for (const w of this.serving) {
       if (w.state !== 'ready' || !w.proc.connected()) continue;
-      asked.add(w);
+      asked.push(w);
       w.proc.send({ type: 'stop-accepting' });
     }
+    this.whenStoppedAccepting(asked, () => then(), this.timing.stopAcceptingMs);
+  }
+
+  /**
+   * `then` once each of `workers` (told to drain or to stop accepting) has
+   * said it closed its listening sockets, or exited. A reload completes
+   * only then, so that from `reload complete` on no old worker takes a
+   * new connection. A worker stuck in its event loop cannot say so: after
+   * `ms` the primary goes on without it, and `then` gets those it did not
+   * hear from.
+   */
+  whenStoppedAccepting(workers: readonly WorkerHandle[], then: (late: readonly WorkerHandle[]) => void, ms = this.timing.switchMs): void {
+    const asked = new Set(workers.filter((w) => w.proc.connected()));
     let finished = false;
     const finish = (): void => {
       if (finished) return;
       finished = true;
       clearTimeout(timer);
       this.stopWaiters.delete(check);
-      then();
+      then([...asked]);
     };
     const check = (gone?: WorkerHandle): void => {
       if (gone) asked.delete(gone);
       if (asked.size === 0) finish();
     };
-    // A worker stuck in its event loop cannot say so: the sweep goes on without it.
-    const timer = setTimeout(finish, STOP_ACCEPTING_MS);
+    const timer = setTimeout(finish, ms);
     timer.unref();
     this.stopWaiters.add(check);
     check();

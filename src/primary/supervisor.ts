@@ -10,9 +10,14 @@
 //   starting   | remember one      | refuse            | abort boot, exit 0   | exit 3 with its error
 //   running    | start reload      | start upgrade     | drain all, exit 0    | respawn with backoff
 //   reloading  | remember one      | refuse            | abandon, drain all   | new gen: roll back; old: respawn
+//   (switching)| remember one      | refuse            | drain all            | respawn
 //   upgrading  | refuse            | refuse            | kill new primary,    | respawn with backoff
 //              |                   |                   |   drain all          |
 //   stopping   | ignore, log       | refuse            | 2nd = stop-now       | count it down
+//
+// `switching` is the end of a reload with DISPATCH=shared: the new
+// generation serves, and the reload completes once the old one's workers
+// have stopped accepting from the shared socket.
 //
 // An upgrade ends in `stopping` too once the new primary serves: this one
 // drains its workers as on a reload (no readiness 503, no shutdown delay)
@@ -85,6 +90,7 @@ type Event =
   | { readonly type: 'respawn'; readonly generation: number }
   | { readonly type: 'shutdown-delay-over' }
   | { readonly type: 'accept-swept'; readonly accepted: number; readonly ms: number }
+  | { readonly type: 'old-stopped-accepting'; readonly generation: number; readonly late: readonly WorkerHandle[] }
   | { readonly type: 'force-exit' }
   | { readonly type: 'upgrade-serving'; readonly pid: number; readonly node: string }
   | { readonly type: 'upgrade-failed'; readonly reason: string; readonly exitCode: number };
@@ -148,6 +154,8 @@ export class Supervisor {
   private state: State = 'starting';
   private current: Generation | undefined;
   private next: Generation | undefined;
+  /** Serving, in `reloading`: the reload completes once its predecessor's workers stopped accepting (DISPATCH=shared). */
+  private switching: Generation | undefined;
   private readonly live = new Set<WorkerHandle>();
   private readonly retiring = new Map<number, { since: number; remaining: number }>();
   private readonly queue: Event[] = [];
@@ -281,6 +289,13 @@ export class Supervisor {
         if (this.state !== 'stopping' || !this.sweeping) return;
         this.deps.log.info({ sweptConnections: ev.accepted, sweepMs: ev.ms }, 'stopped accepting new connections');
         return this.drainAll();
+      case 'old-stopped-accepting':
+        if (this.state !== 'reloading' || this.switching?.id !== ev.generation) return;
+        if (ev.late.length > 0) {
+          log.warn({ workerPids: ev.late.map((w) => w.pid), workerGeneration: ev.late[0]?.gen.id },
+            'old workers did not confirm they stopped accepting: the reload completes without them (each takes new connections until it reads its drain)');
+        }
+        return this.completeReload(this.switching);
       case 'force-exit':
         if (this.state !== 'stopped') this.finish();
         return;
@@ -413,17 +428,33 @@ export class Supervisor {
     this.loaded = gen.loaded;
     log.level = gen.config.logLevel;
     this.deps.dispatcher.setTargets(gen.ready());
-    const durationMs = Math.round(this.deps.clock.now() - gen.requestedAt);
-    const fields = { workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs };
     if (old) {
+      const draining = [...old.workers].filter((w) => w.state === 'ready');
       this.retire(old, 'reload');
-      log.info(fields, 'reload complete');
-      return this.endReload({ ok: true, generation: gen.id, durationMs });
+      // DISPATCH=shared: the old workers accept until they read their drain.
+      // The reload is complete (and says so) once none of them can take a
+      // new connection; until then the state stays `reloading`.
+      const { dispatcher } = this.deps;
+      if (!dispatcher.whenStoppedAccepting) return this.completeReload(gen);
+      this.switching = gen;
+      dispatcher.whenStoppedAccepting(draining, (late) => this.enqueue({ type: 'old-stopped-accepting', generation: gen.id, late }));
+      return;
     }
     this.state = 'running';
-    log.info({ ...this.deps.address(), listeners: this.deps.listeners(), ...fields }, 'ready');
+    log.info({ ...this.deps.address(), listeners: this.deps.listeners(), ...this.readyFields(gen) }, 'ready');
     this.tell((o) => o.ready?.(gen.id));
     this.runQueuedReload();
+  }
+
+  private completeReload(gen: Generation): void {
+    this.switching = undefined;
+    const fields = this.readyFields(gen);
+    this.deps.log.info(fields, 'reload complete');
+    this.endReload({ ok: true, generation: gen.id, durationMs: fields.durationMs });
+  }
+
+  private readyFields(gen: Generation): { workers: number[]; configVersion: number; durationMs: number } {
+    return { workers: gen.ready().map((w) => w.pid), configVersion: gen.configVersion, durationMs: Math.round(this.deps.clock.now() - gen.requestedAt) };
   }
 
   private failGeneration(gen: Generation, reason: string): void {
@@ -757,6 +788,7 @@ export class Supervisor {
     log.info({ source, was }, 'shutdown started');
     this.tell((o) => o.stopping?.());
     this.endPendingReloads('shutting down');
+    this.switching = undefined;
     if (this.next) {
       if (was === 'reloading') log.warn({ abandonedGeneration: this.next.id }, 'reload abandoned: shutting down');
       for (const w of this.next.workers) this.abandon(w);

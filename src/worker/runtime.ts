@@ -297,15 +297,28 @@ function serve(host: ServerHost, s: Serving): void {
 
   let deadline: NodeJS.Timeout | undefined;
   let report: NodeJS.Timeout | undefined;
+  // Shared accept queue: stop taking connections; what is queued stays for
+  // the others. Once, and said to the primary: a reload completes, and a
+  // shutdown sweeps, only when no worker can take a connection any more.
+  let acceptStopped = false;
+  const stopAccepting = (sweep: boolean): void => {
+    if (!acceptor || acceptStopped) return;
+    acceptStopped = true;
+    const handles = acceptor.stop();
+    const close = (): void => {
+      for (const handle of handles) handle.close();
+      send({ type: 'stopped-accepting' });
+    };
+    // After a sweep (as the primary does, listeners.ts): the last process
+    // to close the socket resets what is queued on it. At a shutdown the
+    // primary closes last, but not if this worker could not answer its
+    // stop-accepting in time. What it accepts meanwhile is answered with
+    // Connection: close.
+    if (sweep && handles.length > 0) setImmediate(() => setImmediate(close));
+    else close();
+  };
   const drain = (reason: Parameters<ConnectionTracker['drain']>[0]): void => {
-    // Shared accept queue: stop taking connections; what is queued stays for
-    // the others. After a sweep (as the primary does, listeners.ts): the
-    // last process to close the socket resets what is queued on it. At a
-    // shutdown the primary closes last, but not if this worker could not
-    // answer its stop-accepting in time. What it accepts meanwhile is
-    // answered with Connection: close.
-    const closing = acceptor?.stop() ?? [];
-    if (closing.length > 0) setImmediate(() => setImmediate(() => { for (const handle of closing) handle.close(); }));
+    stopAccepting(true);
     if (!tracker.drain(reason, () => { clearTimeout(deadline); clearInterval(report); void exit(); })) return;
     log.info({ reason, ...tracker.stats }, 'draining');
     // Shortly before the primary's deadline, close what is still open (a
@@ -362,8 +375,7 @@ function serve(host: ServerHost, s: Serving): void {
         return;
       case 'stop-accepting': {
         // A shutdown: the primary sweeps what is queued and closes the port last.
-        for (const h of acceptor?.stop() ?? []) h.close();
-        send({ type: 'stopped-accepting' });
+        stopAccepting(false);
         return;
       }
       case 'unready':
