@@ -196,12 +196,12 @@ export const KEYS = {
     doc: 'File mode of the Unix sockets in LISTEN (the control socket is always 0600).',
   },
   DISPATCH: {
-    field: 'dispatch', default: () => 'primary', reloadable: false, parse: oneOf(['primary', 'shared'] as const),
-    doc: 'How connections reach workers: primary (the primary accepts each one and hands it to the next ready worker, round-robin; it waits in the primary when no worker is ready) or shared (the serving workers accept from the listening sockets themselves; one holding more connections than its least-loaded peer forwards what it accepts to the one with fewest, through the primary). Needs a restart to change.',
+    field: 'dispatch', default: () => 'shared', reloadable: false, parse: oneOf(['primary', 'shared'] as const),
+    doc: 'How connections reach workers: shared (the default: the serving workers accept from the listening sockets themselves; one holding more connections than its least-loaded peer forwards what it accepts to the one with fewest, through the primary) or primary (the primary accepts each one and hands it to the next ready worker, round-robin; it waits in the primary when no worker is ready; the default with STICKY=ip). Needs a restart to change.',
   },
   STICKY: {
     field: 'sticky', default: () => 'off', reloadable: false, parse: oneOf(['off', 'ip'] as const),
-    doc: 'ip: each client address always goes to the same worker of the serving generation (socket.io long-polling needs it); needs DISPATCH=primary and TCP listeners only. Needs a restart to change.',
+    doc: 'ip: each client address always goes to the same worker of the serving generation (socket.io long-polling needs it); needs DISPATCH=primary (its default then) and TCP listeners only. Needs a restart to change.',
   },
   WORKERS: {
     field: 'workers', default: () => String(availableParallelism()), reloadable: true, parse: integer(1, 1024),
@@ -410,6 +410,8 @@ export function loadConfig(options: LoadOptions): LoadResult {
   }
   // Keys that only make sense together.
   if (errors.length === 0) {
+    // Only the primary's hand-over can pick the worker by address.
+    if (values.sticky === 'ip' && sources.DISPATCH === 'default') values.dispatch = 'primary';
     const cert = values.tlsCertFile;
     const key = values.tlsKeyFile;
     if (cert !== undefined && key === undefined) errors.push({ key: 'TLS_KEY_FILE', message: 'TLS_KEY_FILE is missing: TLS_CERT_FILE is set, and TLS needs both' });

@@ -75,3 +75,13 @@ test('secret-looking keys', (t) => {
   for (const k of ['DB_PASSWORD', 'PASSWORD', 'API_KEY', 'STRIPE_SECRET', 'GITHUB_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'PRIVATE_KEY']) t.true(isSecretKey(k), k);
   for (const k of ['DATABASE_URL', 'MESSAGE', 'KEYBOARD', 'MONKEY_COUNT']) t.false(isSecretKey(k), k);
 });
+
+test('DISPATCH: shared by default, primary by default with STICKY=ip, and shared with STICKY=ip is an error naming STICKY', (t) => {
+  t.is(ok(loadConfig({ envFile: '/nonexistent/.env', environment: {} })).config.dispatch, 'shared');
+  const sticky = ok(loadConfig({ envFile: '/nonexistent/.env', environment: { STICKY: 'ip' } }));
+  t.is(sticky.config.dispatch, 'primary');
+  t.is(ok(loadConfig({ envFile: '/nonexistent/.env', environment: { DISPATCH: 'primary' } })).config.dispatch, 'primary');
+  const both = loadConfig({ envFile: envFile('DISPATCH=shared\nSTICKY=ip\n'), environment: {} });
+  t.false(both.ok);
+  t.regex(both.ok ? '' : both.errors.map((e) => `${e.key}: ${e.message}`).join('\n'), /^STICKY: STICKY=ip needs DISPATCH=primary/m);
+});

@@ -1,9 +1,10 @@
 // @ts-check
 // Balance: under new-connection load, how evenly the workers share the
 // connections. Round-robin (node:cluster's default, baton's DISPATCH=primary)
-// is even by construction; a shared accept queue (DISPATCH=shared) leaves it
-// to the kernel, which on Linux wakes whichever process is waiting, and can
-// be very uneven (why cluster defaults to round-robin).
+// is even by construction; a shared accept queue leaves it to the kernel,
+// which on Linux wakes whichever process is waiting, and can be very uneven
+// (why cluster defaults to round-robin): baton's default, DISPATCH=shared,
+// balances by forwarding what a worker accepts above its share.
 import http from 'node:http';
 import { newConnRequest } from '../lib/clients.js';
 import { HOST } from '../lib/servers.js';
@@ -21,7 +22,7 @@ export async function run(ctx) {
   const wanted = [
     ['cluster', 'cluster', {}],
     ['baton', 'baton', {}],
-    ['baton shared', 'baton', { DISPATCH: 'shared' }],
+    ['baton primary', 'baton', { DISPATCH: 'primary' }],
   ].filter(([, srv]) => O.servers.includes(srv));
   for (const [label, srv, vars] of /** @type {[string, string, Record<string, string>][]} */ (wanted)) {
     say(`balance: ${label}, ${LOOPS} new-connection loops for ${durationS} s`);

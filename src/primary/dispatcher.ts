@@ -58,6 +58,8 @@ export interface Dispatch {
   listenerCopy?(worker: WorkerHandle, listener: number, handle: RawConnection): void;
   /** DISPATCH=shared, at a shutdown: ask the serving workers to stop accepting; `then` once all have (or could not say so in time). */
   stopWorkersAccepting?(then: () => void): void;
+  /** DISPATCH=shared, at a reload: `then` once the old generation's `workers`, told to drain, have closed their listening sockets; after a deadline, with those that did not say so. */
+  whenStoppedAccepting?(workers: readonly WorkerHandle[], then: (late: readonly WorkerHandle[]) => void): void;
   /** DISPATCH=shared: `worker` closed its listening sockets. */
   stoppedAccepting?(worker: WorkerHandle): void;
   /** DISPATCH=shared: `worker` holds `open` connections. */
