@@ -173,8 +173,11 @@ test('reload: new generation ready → old one drains; reloads during a reload c
 
 // DISPATCH=shared: an old worker accepts from the shared socket until it
 // reads its drain, so `reload complete` waits until each says it stopped.
-test('reload (DISPATCH=shared): complete only once every old worker has stopped accepting, or exited', async (t) => {
-  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 60_000 }) });
+const LATE_WARNING = 'old workers did not confirm they stopped accepting: the reload completes without them (each takes new connections until it reads its drain)';
+
+/** A shared-mode primary whose reload's new generation is ready: the old workers (procs 0, 1) were told to drain. @param {number} switchMs */
+async function sharedReloadSwitching(switchMs) {
+  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs }) });
   await running(h);
   /** @type {any[]} */
   const replies = [];
@@ -182,6 +185,11 @@ test('reload (DISPATCH=shared): complete only once every old worker has stopped 
   await h.settle();
   await h.boot(h.procs[2]);
   await h.boot(h.procs[3]);
+  return { h, replies };
+}
+
+test('reload (DISPATCH=shared): complete only once every old worker has stopped accepting, or exited', async (t) => {
+  const { h, replies } = await sharedReloadSwitching(60_000);
   t.deepEqual(h.procs[0].sent.at(-1), { type: 'drain', reason: 'reload' });
   t.is(h.logged('reload complete').length, 0, 'not while old workers may accept');
   t.is(h.sup.currentState, 'reloading');
@@ -196,36 +204,24 @@ test('reload (DISPATCH=shared): complete only once every old worker has stopped 
   t.is(h.logged('reload complete').length, 1);
   t.like(replies[0], { ok: true, generation: 2 });
   t.is(h.logged('running queued reload').length, 1, 'the queued reload runs after it');
-  t.is(h.logged('old workers did not confirm they stopped accepting: the reload completes without them (each takes new connections until it reads its drain)').length, 0);
+  t.is(h.logged(LATE_WARNING).length, 0);
 });
 
 test('reload (DISPATCH=shared): an old worker that never says it stopped accepting delays the reload only until the deadline, with a warning', async (t) => {
-  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 30 }) });
-  await running(h);
-  h.sup.enqueue({ type: 'reload', source: 'test' });
-  await h.settle();
-  await h.boot(h.procs[2]);
-  await h.boot(h.procs[3]);
+  const { h } = await sharedReloadSwitching(30);
   h.procs[0].events.message({ type: 'stopped-accepting' });
   await h.settle();
   t.is(h.logged('reload complete').length, 0);
   const deadline = Date.now() + 5000;
   while (h.logged('reload complete').length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-  const [warning] = h.logged('old workers did not confirm they stopped accepting: the reload completes without them (each takes new connections until it reads its drain)');
+  const [warning] = h.logged(LATE_WARNING);
   t.deepEqual(warning?.workerPids, [h.procs[1].pid]);
   t.is(h.logged('reload complete').length, 1);
   t.is(h.sup.currentState, 'running');
 });
 
 test('reload (DISPATCH=shared): a stop while the old workers stop accepting shuts down without completing the reload', async (t) => {
-  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 60_000 }) });
-  await running(h);
-  /** @type {any[]} */
-  const replies = [];
-  h.sup.enqueue({ type: 'reload', source: 'test', reply: (o) => replies.push(o) });
-  await h.settle();
-  await h.boot(h.procs[2]);
-  await h.boot(h.procs[3]);
+  const { h, replies } = await sharedReloadSwitching(60_000);
   h.sup.enqueue({ type: 'stop', source: 'SIGTERM' });
   await h.settle();
   t.is(h.sup.currentState, 'stopping');
