@@ -27,7 +27,7 @@ export class PrimaryMetrics implements SupervisorObserver {
   /** Folds run one after another, so none is lost. */
   private folding: Promise<void> = Promise.resolve();
   private readonly reloads = new Counter({ name: 'baton_reloads_total', help: 'Reloads by outcome: success, failed (rolled back), rejected (invalid config), abandoned.', labelNames: ['outcome'] as const, registers: [this.registry] });
-  private readonly reloadDuration = new Histogram({ name: 'baton_reload_duration_seconds', help: 'Successful reloads: from the request to the new generation serving.', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
+  private readonly reloadDuration = new Histogram({ name: 'baton_reload_duration_seconds', help: 'Successful reloads: from the request to reload complete (the new generation serving, and with DISPATCH=shared no old worker accepting).', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry] });
   private readonly restarts = new Counter({ name: 'baton_worker_restarts_total', help: 'Workers respawned after an unplanned exit.', registers: [this.registry] });
 
   constructor(source: MetricsSource) {
