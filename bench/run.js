@@ -18,7 +18,7 @@ import {
 import { renderTimelineSvg } from './lib/svg.js';
 import { SCENARIO_MODULES } from './scenarios/index.js';
 import {
-  Recorder, createStopper, fixedRateClient, closedLoopClient, newConnLoops, newConnRequest, runAutocannon,
+  Recorder, createStopper, fixedRateClient, closedLoopClient, newConnLoops, newConnRequest, runAutocannon, withClientLag,
 } from './lib/clients.js';
 import {
   BENCH_DIR, REPO_DIR, HOST, startApp, startBaton, startPm2, reloadBatonTimed, getFreePort, killAllStarted, removeTempDirs,
@@ -337,12 +337,12 @@ async function underLoad(s, load, body) {
     load.slowConc ? closedLoopClient({ origin, path: '/slow?ms=300', concurrency: load.slowConc, timeoutMs: 10_000, rec, stop, client: 'slow' }) : Promise.resolve(),
   ]));
   let bodyErr = null;
-  try { await body(rec.t0); } catch (err) { bodyErr = err; }
+  const { clientLag } = await withClientLag(async () => { try { await body(rec.t0); } catch (err) { bodyErr = err; } });
   stop.stop();
   const [ka] = await clients;
   const endMs = performance.now() - rec.t0;
   if (bodyErr) throw bodyErr;
-  return { rec, endMs, skipped: ka.skipped };
+  return { rec, endMs, skipped: ka.skipped, clientLag };
 }
 
 /** @param {string} name @param {number|null} maxRps */
@@ -358,7 +358,7 @@ async function reloadFor(name, maxRps) {
     const reloads = [];
     const cliOverheadMs = name === 'pm2' ? round(await s.cliOverhead()) : null;
     const speedBefore = speedProbe();
-    const { rec, endMs, skipped } = await underLoad(s, { rate, kaConns: 16, ncLoops: 2, ncPauseMs: 5, slowConc: 4 }, async (t0) => {
+    const { rec, endMs, skipped, clientLag } = await underLoad(s, { rate, kaConns: 16, ncLoops: 2, ncPauseMs: 5, slowConc: 4 }, async (t0) => {
       await sleep(P.leadInMs);
       for (let i = 1; i <= O.reloads; i++) {
         const r = await doReload(name, s, i, t0);
@@ -370,7 +370,7 @@ async function reloadFor(name, maxRps) {
     const speed = [speedBefore, speedProbe()];
     maybeWriteSample(name, rec, reloads, endMs);
     const sum = summarizeReloadRun({ records: rec, reloads, endMs, binMs: P.binMs, settleMs: P.settleMs, rampMs: P.rampMs });
-    return { rate, maxRps: round(maxRps, 0), durationS: round(endMs / 1000, 1), cliOverheadMs, kaSkipped: skipped, speed, ...sum, reloads, errorCodes: rec.errors };
+    return { rate, maxRps: round(maxRps, 0), durationS: round(endMs / 1000, 1), cliOverheadMs, kaSkipped: skipped, clientLag, speed, ...sum, reloads, errorCodes: rec.errors };
   } finally { await s.stop(); if (name === 'pm2') /** @type {any} */ (s).reap?.(); }
 }
 

@@ -6,8 +6,9 @@ import { parseArgs, UsageError, SCENARIOS, SERVERS } from '../bench/lib/args.js'
 import {
   KINDS, CLIENTS, classifyError, percentileSorted, latencyStats, median, medianRun, ratio, countKinds, countByClient,
   overlapsAny, splitByWindows, reloadWindows, timeline, summarizeReloadRun, summarizeThroughputRuns, throughputRatios, pairedRatio, noiseFloor,
-  evaluateTargets, formatTable, fmtMs, renderReport,
+  evaluateTargets, formatTable, fmtMs, renderReport, clientLagLine, CLIENT_LAG_WARN_MS,
 } from '../bench/lib/summary.js';
+import { withClientLag } from '../bench/lib/clients.js';
 import { renderTimelineSvg, niceTicks } from '../bench/lib/svg.js';
 import { vsPm2, targets as fullloadTargets } from '../bench/scenarios/fullload.js';
 
@@ -295,4 +296,23 @@ test('full load: the answers/s ratio to PM2 over two passes in reverse order', (
   t.deepEqual(rows['fullload-failures'], { value: 1, pass: false }, 'a failure in the second pass counts');
   fullloadTargets({ servers: first }, (id, label, value, threshold, pass) => { rows[id] = { value, pass }; });
   t.deepEqual(rows['fullload-vs-pm2'], { value: '1.20x', pass: true }, 'results without a second pass read as before');
+});
+
+// ---- the client's own event-loop delay ---------------------------------------
+
+test('withClientLag sees the load clients\' loop held up by a synchronous call, and the report warns of it', async (t) => {
+  const { result, clientLag } = await withClientLag(async () => {
+    await new Promise((r) => setTimeout(r, 30));
+    const until = performance.now() + 150;
+    while (performance.now() < until) { /* what a synchronous write on a slow disk does to the clients */ }
+    await new Promise((r) => setTimeout(r, 30));
+    return 'done';
+  });
+  t.is(result, 'done');
+  t.true(clientLag.maxMs >= 120, `max ${clientLag.maxMs} ms`);
+  const line = clientLagLine({ baton: { clientLag }, pm2: { clientLag: { maxMs: 3, p99Ms: 1 } } });
+  t.regex(String(line), /baton max .*; pm2 max 3\.00 ms/);
+  t.regex(String(line), /WARNING: the bench's client was held up/);
+  t.false(String(clientLagLine({ baton: { clientLag: { maxMs: CLIENT_LAG_WARN_MS - 1, p99Ms: 1 } } })).includes('WARNING'));
+  t.is(clientLagLine({ baton: {} }), null);
 });

@@ -4,13 +4,30 @@
 // (autocannon is only used for saturation throughput, where a lost request
 // cannot hide: see bench/README.md.)
 import http from 'node:http';
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import autocannon from 'autocannon';
 import { KINDS, CLIENTS, classifyError } from './summary.js';
 
 const KIND = Object.fromEntries(KINDS.map((k, i) => [k, i]));
 const CLIENT = Object.fromEntries(CLIENTS.map((k, i) => [k, i]));
+
+/**
+ * How long this process's event loop, where every load client runs, was
+ * held up while `f` ran: a frozen client delays the requests it should have
+ * sent, and that would read as server latency. (Before the .env write went
+ * async, a synchronous write just before each SIGHUP froze the clients for
+ * 100-400 ms on this machine's disk, inside baton's reload windows only.)
+ * @template T @param {() => Promise<T>} f @returns {Promise<{ result: T, clientLag: { maxMs: number, p99Ms: number } }>}
+ */
+export async function withClientLag(f) {
+  const h = monitorEventLoopDelay({ resolution: 10 });
+  h.enable();
+  try {
+    const result = await f();
+    return { result, clientLag: { maxMs: Math.round(h.max / 1e5) / 10, p99Ms: Math.round(h.percentile(99) / 1e5) / 10 } };
+  } finally { h.disable(); }
+}
 
 /** Columnar request log (see Records in summary.js); times relative to t0 (performance.now()). */
 export class Recorder {

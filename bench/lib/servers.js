@@ -178,10 +178,15 @@ export async function startBaton(o) {
   const ready = await s.waitFor((x) => x.msg === 'ready' && x.role !== 'worker', 20_000);
   return Object.assign(s, {
     dir, envPath, vars, port: Number(ready.obj.port), workers: ready.obj.workers ?? [], generation: Number(ready.obj.generation ?? 1),
-    /** @param {Record<string,string|number>} changes */
-    writeEnv(changes) {
+    /**
+     * Async: the load clients share this event loop, and a synchronous
+     * write (its open with O_TRUNC waits on the disk's journal) froze them
+     * for up to 400 ms right before each SIGHUP (withClientLag).
+     * @param {Record<string,string|number>} changes
+     */
+    async writeEnv(changes) {
       Object.assign(this.vars, changes);
-      fs.writeFileSync(this.envPath, envFileText(this.vars));
+      await fs.promises.writeFile(this.envPath, envFileText(this.vars));
     },
   });
 }
@@ -381,7 +386,7 @@ export async function probeWorkers(port, o = {}) {
  * @param {{ readyTimeoutMs?: number, goneTimeoutMs?: number, onReady?: (line: any) => void }} [o]
  */
 export async function reloadBatonTimed(s, message, t0, o = {}) {
-  s.writeEnv({ MESSAGE: message });
+  await s.writeEnv({ MESSAGE: message });
   const readyP = s.waitFor((/** @type {any} */ x) => ['reload complete', 'reload failed', 'reload rejected'].includes(x.msg), o.readyTimeoutMs ?? 30_000);
   const goneP = s.waitFor((/** @type {any} */ x) => x.msg === 'generation retired', o.goneTimeoutMs ?? 30_000);
   readyP.catch(() => {}); goneP.catch(() => {});

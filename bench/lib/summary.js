@@ -401,6 +401,21 @@ export function evaluateTargets(r, modules = []) {
   return rows;
 }
 
+/**
+ * The load clients' own event-loop delay per server: a client held up for
+ * longer than a request takes delays requests, which read as server latency.
+ * @param {Record<string, any>} servers
+ */
+export function clientLagLine(servers) {
+  const lags = Object.entries(servers).filter(([, x]) => x?.clientLag).map(([n, x]) => `${n} max ${fmtMs(x.clientLag.maxMs)}, p99 ${fmtMs(x.clientLag.p99Ms)}`);
+  if (!lags.length) return null;
+  const worst = Math.max(...Object.values(servers).map((x) => x?.clientLag?.maxMs ?? 0));
+  return `(bench client's own event-loop delay: ${lags.join('; ')})${worst > CLIENT_LAG_WARN_MS ? `\nWARNING: the bench's client was held up for ${fmtMs(worst)}: latencies near that are the client's, not the server's` : ''}`;
+}
+
+/** A client event-loop delay above this is reported as a warning. */
+export const CLIENT_LAG_WARN_MS = 50;
+
 /** @param {number|null|undefined} ms */
 export function fmtMs(ms) {
   if (ms == null || !Number.isFinite(ms)) return 'n/a';
@@ -508,6 +523,8 @@ export function renderReport(r, modules = []) {
       Object.entries(rl).map(([n, x]) => `${n} ${fmtMs(/** @type {any} */ (x).latencyStrict?.inside.p99)} / ${fmtMs(/** @type {any} */ (x).latencyStrict?.outside.p99)}`).join(', ') + ')');
     const speeds = Object.entries(rl).filter(([, x]) => /** @type {any} */ (x).speed).map(([n, x]) => `${n} ${/** @type {any} */ (x).speed.join(' -> ')}`);
     if (speeds.length) out.push(`(machine speed probe before -> after each run, sha256/ms: ${speeds.join(', ')})`);
+    const lags = clientLagLine(rl);
+    if (lags) out.push(lags);
     for (const [n, x] of Object.entries(rl)) if (/** @type {any} */ (x).kaSkipped) out.push(`WARNING ${n}: the load client skipped ${/** @type {any} */ (x).kaSkipped} due requests (client swamped)`);
     const pm2 = rl.pm2;
     if (pm2?.cliOverheadMs != null) out.push(`(PM2 ready/gone = 'pm2 reload --update-env' command duration; its CLI start-up alone takes ~${fmtMs(pm2.cliOverheadMs)})`);

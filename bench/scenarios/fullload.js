@@ -5,10 +5,10 @@
 // being served while the machine has no spare CPU: booting Node processes
 // takes the CPU the serving workers need.
 import { performance } from 'node:perf_hooks';
-import { Recorder, createStopper, closedLoopClient, newConnLoops } from '../lib/clients.js';
+import { Recorder, createStopper, closedLoopClient, newConnLoops, withClientLag } from '../lib/clients.js';
 import { HOST } from '../lib/servers.js';
 import {
-  summarizeReloadRun, reloadWindows, overlapsAny, latencyStats, CLIENTS, fmtMs, fmtInt, formatTable, round, ratio,
+  summarizeReloadRun, reloadWindows, overlapsAny, latencyStats, CLIENTS, fmtMs, fmtInt, formatTable, round, ratio, clientLagLine,
 } from '../lib/summary.js';
 
 export const name = 'fullload';
@@ -84,18 +84,20 @@ async function runOne(ctx, srv, count, vars) {
     /** @type {any[]} */
     const done = [];
     let bodyErr = null;
-    try {
-      await sleep(PARAMS.periodMs);
-      for (let i = 1; i <= count; i++) {
-        const at = performance.now();
-        const r = await ctx.doReload(srv, s, i, rec.t0);
-        done.push(r);
-        if (!r.configOk) say(`  ${srv} reload ${i}: ${r.outcome}${r.configOk ? '' : ', config NOT on every worker'} ${r.error ?? ''}`);
-        // The next reload 3 s after this one's signal, or at once when this
-        // one took longer (a reload is never stacked on one in progress).
-        await sleep(Math.max(0, PARAMS.periodMs - (performance.now() - at)));
-      }
-    } catch (err) { bodyErr = err; }
+    const { clientLag } = await withClientLag(async () => {
+      try {
+        await sleep(PARAMS.periodMs);
+        for (let i = 1; i <= count; i++) {
+          const at = performance.now();
+          const r = await ctx.doReload(srv, s, i, rec.t0);
+          done.push(r);
+          if (!r.configOk) say(`  ${srv} reload ${i}: ${r.outcome}${r.configOk ? '' : ', config NOT on every worker'} ${r.error ?? ''}`);
+          // The next reload 3 s after this one's signal, or at once when this
+          // one took longer (a reload is never stacked on one in progress).
+          await sleep(Math.max(0, PARAMS.periodMs - (performance.now() - at)));
+        }
+      } catch (err) { bodyErr = err; }
+    });
     stop.stop();
     await clients;
     const endMs = performance.now() - rec.t0;
@@ -106,7 +108,7 @@ async function runOne(ctx, srv, count, vars) {
       durationS: round(endMs / 1000, 1), reloadCount: done.length, reloadsCompleted: sum.reloadsCompleted, configOkAll: sum.configOkAll,
       counts: sum.counts, latency: sum.latency, latencyStrict: sum.latencyStrict, readyMs: sum.readyMs, goneMs: sum.goneMs, worstBinP99: sum.worstBinP99,
       throughput: throughputSplit(rec, windows, PARAMS.rampMs, endMs), phases: phaseSplit(rec, done, PARAMS.rampMs),
-      errorCodes: rec.errors, timeline: sum.timeline, windows,
+      errorCodes: rec.errors, timeline: sum.timeline, windows, clientLag,
     };
   } finally { await s.stop(); s.reap?.(); }
 }
@@ -189,6 +191,8 @@ export function report(x) {
   out.push(formatTable(['server', 'reloads', 'requests', 'failed', 'answers/s', 'ka/s out', 'ka/s in', 'dip', 'p99 in', 'p99 out', 'worst p99/bin', 'ready p50', 'gone p50', 'config ok'], rows));
   out.push(`(reload window = signal -> old generation gone + ${x.params.settleMs} ms; first ${x.params.rampMs} ms left out; dip = 1 - ka/s in windows / ka/s outside;` +
     ` without the margin p99 in/out: ${Object.entries(x.servers ?? {}).map(([n, s]) => `${n} ${fmtMs(/** @type {any} */ (s).latencyStrict.inside.p99)} / ${fmtMs(/** @type {any} */ (s).latencyStrict.outside.p99)}`).join(', ')})`);
+  const lags = clientLagLine({ ...x.servers, ...Object.fromEntries(Object.entries(x.secondPass ?? {}).map(([n, v]) => [`${n} (second pass)`, v])) });
+  if (lags) out.push(lags);
   const second = Object.entries(x.secondPass ?? {});
   if (second.length) {
     out.push(`second pass, reverse order: ${second.map(([n, s]) => `${n} ${fmtInt(s.throughput.okPerS)} answers/s, ${s.counts.all.failed} failed, p99 in/out ${fmtMs(s.latency.inside.p99)} / ${fmtMs(s.latency.outside.p99)}`).join('; ')}` +

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { Recorder, createStopper, fixedRateClient, newConnLoops, newConnRequest } from '../lib/clients.js';
+import { Recorder, createStopper, fixedRateClient, newConnLoops, newConnRequest, withClientLag } from '../lib/clients.js';
 import { HOST, childPids, fdCount, probeWorkers, reloadBatonTimed, rssKb } from '../lib/servers.js';
 import { countByClient, countKinds, fmtInt, fmtMs, formatTable, latencyStats, median, ratio, round } from '../lib/summary.js';
 import { destroyAll, openIdleConnections, tallyEnds } from './scale-idle.js';
@@ -209,15 +209,17 @@ async function reloadsFor(ctx, workers, o) {
     const loaded = [];
     /** @type {any} */
     let loadCpu = {};
+    /** @type {{ maxMs: number, p99Ms: number } | null} */
+    let clientLag = null;
     try {
       await sleep(1000); // lead-in: connections established, steady state
-      loadCpu = await ctx.withCpu(s.pid, async () => {
+      ({ result: loadCpu, clientLag } = await withClientLag(() => ctx.withCpu(s.pid, async () => {
         for (let i = 0; i < o.nLoad; i++) {
           loaded.push(await reloadOnce(s, `scale load ${i} ${tag()}`, workers));
           await sleep(1000); // the new generation serves a while before the next reload
         }
         return { total: rec.length };
-      });
+      })));
     } finally { stop.stop(); }
     const [ka] = await clients;
     const okLat = [];
@@ -243,7 +245,7 @@ async function reloadsFor(ctx, workers, o) {
       loadPerWorkerMs: loadSum.readyMs.p50 == null ? null : round(loadSum.readyMs.p50 / workers, 1),
       load: {
         ...loadSum, runs: loaded.map(brief), rate: o.rate, foreignCpuPct: loadCpu.foreignCpuPct ?? null,
-        counts: countKinds(rec), byClient: countByClient(rec), errorCodes: rec.errors, kaSkipped: ka.skipped, kaLatency: latencyStats(okLat),
+        counts: countKinds(rec), byClient: countByClient(rec), errorCodes: rec.errors, kaSkipped: ka.skipped, kaLatency: latencyStats(okLat), clientLag,
       },
     };
   } finally { await s.stop(); }
@@ -537,7 +539,7 @@ export function report(x) {
       fmtMs(r.bootCpuPerWorkerMs), fx(r.bootCpuVsModules), fmtMs(r.idle.primaryCpuMs.p50), `${r.idle.foreignCpuPct ?? 'n/a'}%`]);
     load.push([w, `${r.load.completed}/${r.load.count}`, fmtMs(r.load.readyMs.p50), fmtMs(r.load.readyMs.max), fmtMs(r.load.goneMs.p50), fmtMs(r.load.goneMs.max),
       fmtMs(r.loadPerWorkerMs), fmtMs(r.load.bootCpuMs.p50 == null ? null : r.load.bootCpuMs.p50 / w), fmtInt(r.load.counts.total), r.load.counts.failed,
-      fmtMs(r.load.kaLatency.p99), fmtMs(r.load.kaLatency.max), `${r.load.foreignCpuPct ?? 'n/a'}%`,
+      fmtMs(r.load.kaLatency.p99), fmtMs(r.load.kaLatency.max), fmtMs(r.load.clientLag?.maxMs), `${r.load.foreignCpuPct ?? 'n/a'}%`,
       r.idle.workersOkAll && r.load.workersOkAll && r.idle.configOkAll && r.load.configOkAll ? 'yes' : 'NO']);
   }
   if (idle.length) {
@@ -550,8 +552,8 @@ export function report(x) {
   }
   if (load.length) {
     out.push(`reloads under load (${x.plan?.loadRate}/s keep-alive on 16 connections + 1 new-connection loop):`);
-    out.push(formatTable(['WORKERS', 'reloads', 'ready p50', 'ready max', 'gone p50', 'gone max', 'per worker', 'boot CPU/wkr', 'requests', 'failed', 'ka p99', 'ka max', 'noise', 'config+count ok'], load));
-    out.push('(gone under load includes the keep-alive client\'s idle pooled connections, which a draining worker keeps until their keep-alive timeout, 5 s)');
+    out.push(formatTable(['WORKERS', 'reloads', 'ready p50', 'ready max', 'gone p50', 'gone max', 'per worker', 'boot CPU/wkr', 'requests', 'failed', 'ka p99', 'ka max', 'client lag max', 'noise', 'config+count ok'], load));
+    out.push('(gone under load includes the keep-alive client\'s idle pooled connections, which a draining worker keeps until their keep-alive timeout, 5 s; client lag: the bench client\'s own event-loop delay, which delays its requests)');
   }
   const ic = x.idleConns;
   if (ic?.error) out.push(`idle connections: error: ${ic.error}`);
