@@ -4,7 +4,7 @@
 import type { Config } from './config.js';
 
 /** Bump on any incompatible change to the messages below. */
-export const PROTOCOL_VERSION = 6;
+export const PROTOCOL_VERSION = 7;
 
 export type DrainReason = 'reload' | 'shutdown' | 'scale-down';
 
@@ -28,10 +28,16 @@ export type PrimaryMessage =
   }
   /**
    * DISPATCH=shared: comes with a listening handle: accept from
-   * `listeners[listener]` until drained. `copy`: send the handle back at
-   * once (the primary accepts on its own until it holds a copy it need not poll).
+   * `listeners[listener]` until drained. Sent once the primary counts this
+   * worker as serving (never to a worker it may still kill as booting).
    */
-  | { readonly type: 'accept'; readonly listener: number; readonly copy?: boolean }
+  | { readonly type: 'accept'; readonly listener: number }
+  /**
+   * DISPATCH=shared, to a first-generation worker at its init: comes with a
+   * listening handle the primary still accepts on; send it straight back
+   * (`listener`) and keep none: the primary then holds a copy it need not poll.
+   */
+  | { readonly type: 'copy-listener'; readonly listener: number }
   /** DISPATCH=shared: the fewest connections another serving worker holds (with those routed to it), or null when this worker serves alone. */
   | { readonly type: 'peers'; readonly min: number | null }
   /** DISPATCH=shared, at a shutdown: close the listening sockets now (the primary sweeps what is queued, and closes the port last), and say so. */
@@ -57,7 +63,7 @@ export type WorkerMessage =
   | { readonly type: 'forced-close'; readonly closed: number }
   /** DISPATCH=shared: this worker closed its listening sockets, as `stop-accepting` or `drain` asked. */
   | { readonly type: 'stopped-accepting' }
-  /** DISPATCH=shared: comes with the listening handle of `listeners[listener]`, as asked by `accept`'s `copy`. */
+  /** DISPATCH=shared: comes with the listening handle of `listeners[listener]`, as `copy-listener` asked. */
   | { readonly type: 'listener'; readonly listener: number }
   /** DISPATCH=shared: the connections this worker holds, when it changed (coalesced). */
   | { readonly type: 'load'; readonly open: number }
@@ -121,7 +127,9 @@ export function parsePrimaryMessage(x: unknown): PrimaryMessage | undefined {
     case 'stop-accepting':
       return { type: 'stop-accepting' };
     case 'accept':
-      return typeof x.listener === 'number' ? { type: 'accept', listener: x.listener, ...(x.copy === true ? { copy: true } : {}) } : undefined;
+      return typeof x.listener === 'number' ? { type: 'accept', listener: x.listener } : undefined;
+    case 'copy-listener':
+      return typeof x.listener === 'number' ? { type: 'copy-listener', listener: x.listener } : undefined;
     case 'peers':
       return typeof x.min === 'number' || x.min === null ? { type: 'peers', min: x.min } : undefined;
     case 'ticket-keys':

@@ -165,3 +165,11 @@ async function restartBehindSocket(t, o) {
   // The first baton's workers take 4 s to boot; it is stopped after 1.5 s.
   await restartBehindSocket(t, { env: { APP_MODULE: join(FIXTURES, 'slow-boot.mjs'), BOOT_MS: '100' }, firstEnv: { BOOT_MS: '4000' } });
 });
+
+// The same with one worker of the first baton ready long before the other:
+// the primary still counts it as booting, and kills it at the stop. With
+// DISPATCH=shared it must not have accepted anything by then (it gets the
+// socket to accept on only once its generation serves).
+(haveActivate ? test : test.skip)('a baton stopped behind an inherited socket while one worker is ready and the other still boots loses nothing', async (t) => {
+  await restartBehindSocket(t, { env: { APP_MODULE: join(FIXTURES, 'slow-boot.mjs'), BOOT_MS: '100', BOOT_MS_WORKER_1: '100' }, firstEnv: { BOOT_MS: '4000' } });
+});

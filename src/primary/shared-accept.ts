@@ -114,25 +114,32 @@ export class SharedAccept implements Dispatch {
     for (const w of workers) this.add(w);
   }
 
+  /**
+   * A worker gets the listening sockets only once the supervisor counts it
+   * as serving (a generation's switch, a respawn that is ready), never
+   * while booting: a worker the primary may still kill as booting (a stop
+   * during the start) must not hold connections it accepted.
+   */
   add(worker: WorkerHandle): void {
-    // Already serving since it booted, it may be ready now: a peer to forward to.
     if (!this.serving.has(worker) && !this.stopping) {
       this.serving.add(worker);
       if (!this.loads.has(worker)) this.loads.set(worker, { reported: 0, routed: 0 });
-      this.handles().forEach((handle, listener) => worker.proc.send({ type: 'accept', listener, ...(this.sockets.polling(listener) ? { copy: true } : {}) }, handle as RawConnection));
+      this.handles().forEach((handle, listener) => worker.proc.send({ type: 'accept', listener }, handle as RawConnection));
     }
     this.scheduleBroadcast();
     this.flush();
   }
 
   /**
-   * At start-up the first generation gets the sockets with its config, and
-   * each worker listens just before it reports ready: the port is listening
-   * when the primary logs `ready`. (The primary binds the sockets but never
-   * listens on them itself, or it would accept.)
+   * At a cold start, every first-generation worker is asked at its init for
+   * a copy of each socket the primary still accepts on: the first copy back
+   * lets the primary stop polling (listeners.ts, adopt) long before a worker
+   * is ready; what it accepted until then waits here for the first serving one.
    */
   booting(worker: WorkerHandle): void {
-    this.add(worker);
+    this.handles().forEach((handle, listener) => {
+      if (this.sockets.polling(listener)) worker.proc.send({ type: 'copy-listener', listener }, handle as RawConnection);
+    });
   }
 
   remove(worker: WorkerHandle): void {

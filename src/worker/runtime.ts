@@ -41,10 +41,12 @@ function sendWith(msg: WorkerMessage, handle?: unknown, done?: (err: Error | nul
 
 /**
  * DISPATCH=shared, at a cold start: the primary accepts on its own socket
- * until it holds a copy it need not poll; this worker's copy is one.
+ * until it holds a copy it need not poll; this worker's copy is one. Once
+ * written, the message holds its own descriptor: this one closes (the
+ * worker gets the socket to accept on when it serves).
  */
 function sendListenerCopy(listener: number, handle: unknown): void {
-  sendWith({ type: 'listener', listener }, handle);
+  sendWith({ type: 'listener', listener }, handle, () => (handle as { close(): void }).close());
 }
 
 /** Reports a boot failure or crash to the primary, then exits. */
@@ -103,17 +105,14 @@ export async function runWorker(): Promise<void> {
   process.on('uncaughtException', (err) => void die(err, log));
   process.on('unhandledRejection', (err) => void die(err, log));
 
-  // DISPATCH=shared gives a first-generation worker its listening sockets
-  // right after init (in the same read, often), while the app still loads:
-  // keep them for serve().
-  const early: { listener: number; handle: unknown }[] = [];
-  const keepEarly = (raw: unknown, handle: unknown): void => {
+  // DISPATCH=shared asks a first-generation worker for a copy of each
+  // listening socket right after init (in the same read, often), while the
+  // app still loads.
+  const copyEarly = (raw: unknown, handle: unknown): void => {
     const msg = parsePrimaryMessage(raw);
-    if (msg?.type !== 'accept' || !handle) return;
-    if (msg.copy) sendListenerCopy(msg.listener, handle);
-    early.push({ listener: msg.listener, handle });
+    if (msg?.type === 'copy-listener' && handle) sendListenerCopy(msg.listener, handle);
   };
-  process.on('message', keepEarly);
+  process.on('message', copyEarly);
   send({ type: 'hello', protocol: PROTOCOL_VERSION });
   const init = await waitForInit();
   if (init.protocol !== PROTOCOL_VERSION) {
@@ -201,8 +200,8 @@ export async function runWorker(): Promise<void> {
     return die(err, logger);
   }
   if (!app && heldSignalHandlers() > 0) logger.debug({ handlers: heldSignalHandlers() }, 'the app\'s own SIGINT/SIGTERM handlers are held: they run once this worker has drained');
-  process.off('message', keepEarly);
-  serve(host, { init, app, tracker, metrics, log: logger, appClosing, early, setAppClose: (fn) => { onAppClose = fn; }, setUnready: () => { unready = true; } });
+  process.off('message', copyEarly);
+  serve(host, { init, app, tracker, metrics, log: logger, appClosing, setAppClose: (fn) => { onAppClose = fn; }, setUnready: () => { unready = true; } });
 }
 
 /** Answers for HEALTH_PATH and READY_PATH, written by baton whatever the app. */
@@ -243,15 +242,12 @@ interface Serving {
   /** Callbacks of the app's own server.close(cb): they run once the worker has drained. */
   readonly appClosing: (() => void)[];
   /** Listening sockets that came before serve() (DISPATCH=shared, first generation). */
-  readonly early: readonly { listener: number; handle: unknown }[];
   setAppClose(fn: () => void): void;
   setUnready(): void;
 }
 
 function serve(host: ServerHost, s: Serving): void {
   const { init, app, tracker, metrics, log } = s;
-  let isReady = false;
-  const whenReady: (() => void)[] = [];
   const { config } = init;
   // DISPATCH=shared: this worker accepts itself, and forwards what is above its share.
   const acceptor = config.dispatch === 'shared' ? new SharedAcceptor({
@@ -360,16 +356,16 @@ function serve(host: ServerHost, s: Serving): void {
         host.feed(host.socketFor(handle, msg.listener), msg.listener);
         return;
       }
-      case 'accept': {
-        // DISPATCH=shared: accept from this listening socket until drained
-        // (from the moment this worker is ready).
-        if (handle && msg.copy) sendListenerCopy(msg.listener, handle);
-        if (!handle || tracker.draining || !acceptor) return;
-        const start = (): void => acceptor.start(handle, msg.listener);
-        if (isReady) start();
-        else whenReady.push(start);
+      case 'accept':
+        // DISPATCH=shared: accept from this listening socket until drained.
+        // The primary sends it once it counts this worker as serving (ready).
+        if (!handle || !acceptor) return;
+        if (tracker.draining || acceptStopped) (handle as { close(): void }).close();
+        else acceptor.start(handle, msg.listener);
         return;
-      }
+      case 'copy-listener':
+        if (handle) sendListenerCopy(msg.listener, handle);
+        return;
       case 'peers':
         acceptor?.peers(msg.min);
         return;
@@ -393,7 +389,6 @@ function serve(host: ServerHost, s: Serving): void {
     }
   };
   process.on('message', onMessage);
-  for (const { listener, handle } of s.early) onMessage({ type: 'accept', listener }, handle);
 
   void (async () => {
     // Compile the HTTP path before clients arrive (see warm-up.ts).
@@ -405,8 +400,6 @@ function serve(host: ServerHost, s: Serving): void {
       log.warn({ err: serializeError(err) }, 'warm-up failed; serving without it');
     }
     tracker.forgetServed();
-    isReady = true;
-    for (const start of whenReady.splice(0)) start();
     send({ type: 'ready', protocol: PROTOCOL_VERSION });
     log.debug({ workerId: init.workerId, configVersion: init.configVersion, app: host.kind }, 'worker ready');
   })();
