@@ -128,23 +128,34 @@ async function reloadOnce(s, message, workers, o = {}) {
       const pids = Array.isArray(line.workers) ? line.workers : [];
       const ticks = pids.map(pidTicks);
       boot.newWorkers = pids.length;
+      boot.newPids = pids;
       boot.bootCpuMs = ticks.every((t) => t != null) && pids.length ? ticks.reduce((a, b) => (a ?? 0) + (b ?? 0), 0) * TICK_MS : null;
     },
   });
   Object.assign(r, boot);
   if (r.outcome !== 'complete') return r;
   if (o.probe !== false) {
-    // Generous cap (it stops once every worker answered): under load the
-    // client's own new connections take turns in the round-robin too.
+    // Generous cap (it stops once every worker answered). Every answer must
+    // come from the new generation (the pids its 'reload complete' line
+    // names) with the new config. Not every worker need answer: with
+    // DISPATCH=shared a fresh connection goes to the least-loaded worker, and
+    // under load one holding more of the client's keep-alive connections
+    // may get none; the count of workers is checked below, by pid.
     const probe = await probeWorkers(s.port, { want: workers, maxTries: 36 + 24 * workers });
-    r.configOk = probe.errors === 0 && probe.pids.length === workers && probe.bodies.length === 1 && probe.bodies[0].trim() === message;
+    const fresh = new Set(boot.newPids ?? []);
+    r.configOk = probe.errors === 0 && probe.pids.length > 0 && probe.pids.every((p) => fresh.has(p)) &&
+      probe.health.every((h) => String(h.generation) === String(r.generation)) &&
+      probe.bodies.length === 1 && probe.bodies[0].trim() === message;
+    r.probedWorkers = probe.pids.length;
     if (!r.configOk) r.probe = probe;
   }
   const p1 = pidTicks(s.pid);
   r.primaryCpuMs = p0 != null && p1 != null ? (p1 - p0) * TICK_MS : null;
-  // "generation retired" is logged on the last old worker's exit: the count is exact by now.
-  r.children = childPids(s.pid).length;
-  r.workersOk = r.children === workers;
+  // "generation retired" is logged on the last old worker's exit: the count is exact by now,
+  // and the primary's children are the new generation's workers.
+  const children = childPids(s.pid);
+  r.children = children.length;
+  r.workersOk = r.children === workers && (boot.newPids === undefined || children.every((p) => boot.newPids.includes(p)));
   return r;
 }
 
