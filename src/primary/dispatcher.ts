@@ -46,7 +46,7 @@ export interface Dispatch {
   setTargets(workers: readonly WorkerHandle[]): void;
   /** A ready worker joins the serving set (a respawn). */
   add(worker: WorkerHandle): void;
-  /** A worker of the first generation was told its config (nothing serves yet: it may take connections as soon as it is ready). */
+  /** A worker of the first generation was told its config (nothing serves yet; shared mode asks it for a copy of the sockets the primary still polls). */
   booting?(worker: WorkerHandle): void;
   /** Stop sending connections to `worker` (it drains, or died). */
   remove(worker: WorkerHandle): void;
