@@ -9,10 +9,11 @@
 // without accepting): the port never refuses, and what it accepted waits
 // here for the first ready worker. At a shutdown the workers stop
 // accepting first (stop-accepting) and the primary sweeps the queue and
-// closes the port last, as in primary mode (listeners.ts). What this mode
-// gives up against the
-// primary hand-over: a connection a worker accepted dies with it; what
-// waits for a worker waits in the kernel's backlog; no STICKY.
+// closes the port last, as in primary mode (listeners.ts); at a reload the
+// old workers stop on their drain, and say so (whenStoppedAccepting). What
+// this mode gives up against the primary hand-over: a connection a worker
+// accepted dies with it; what waits for a worker waits in the kernel's
+// backlog, uncounted; no STICKY.
 //
 // The kernel does not balance (one worker's accept loop may drain a whole
 // burst), so each worker keeps only its share (worker/accept-balance.ts)
@@ -179,7 +180,7 @@ export class SharedAccept implements Dispatch {
       asked.push(w);
       w.proc.send({ type: 'stop-accepting' });
     }
-    this.whenStoppedAccepting(asked, () => then(), this.timing.stopAcceptingMs);
+    this.whenStoppedAccepting(asked, then, this.timing.stopAcceptingMs);
   }
 
   /**

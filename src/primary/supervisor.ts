@@ -429,7 +429,7 @@ export class Supervisor {
     log.level = gen.config.logLevel;
     this.deps.dispatcher.setTargets(gen.ready());
     if (old) {
-      const draining = [...old.workers].filter((w) => w.state === 'ready');
+      const oldServing = [...old.workers].filter((w) => w.state === 'ready');
       this.retire(old, 'reload');
       // DISPATCH=shared: the old workers accept until they read their drain.
       // The reload is complete (and says so) once none of them can take a
@@ -437,7 +437,7 @@ export class Supervisor {
       const { dispatcher } = this.deps;
       if (!dispatcher.whenStoppedAccepting) return this.completeReload(gen);
       this.switching = gen;
-      dispatcher.whenStoppedAccepting(draining, (late) => this.enqueue({ type: 'old-stopped-accepting', generation: gen.id, late }));
+      dispatcher.whenStoppedAccepting(oldServing, (late) => this.enqueue({ type: 'old-stopped-accepting', generation: gen.id, late }));
       return;
     }
     this.state = 'running';

@@ -107,12 +107,11 @@ export async function runWorker(): Promise<void> {
 
   // DISPATCH=shared asks a first-generation worker for a copy of each
   // listening socket right after init (in the same read, often), while the
-  // app still loads.
-  const copyEarly = (raw: unknown, handle: unknown): void => {
+  // app still loads: answered from here, whenever it comes.
+  process.on('message', (raw: unknown, handle: unknown) => {
     const msg = parsePrimaryMessage(raw);
     if (msg?.type === 'copy-listener' && handle) sendListenerCopy(msg.listener, handle);
-  };
-  process.on('message', copyEarly);
+  });
   send({ type: 'hello', protocol: PROTOCOL_VERSION });
   const init = await waitForInit();
   if (init.protocol !== PROTOCOL_VERSION) {
@@ -200,7 +199,6 @@ export async function runWorker(): Promise<void> {
     return die(err, logger);
   }
   if (!app && heldSignalHandlers() > 0) logger.debug({ handlers: heldSignalHandlers() }, 'the app\'s own SIGINT/SIGTERM handlers are held: they run once this worker has drained');
-  process.off('message', copyEarly);
   serve(host, { init, app, tracker, metrics, log: logger, appClosing, setAppClose: (fn) => { onAppClose = fn; }, setUnready: () => { unready = true; } });
 }
 
@@ -241,7 +239,6 @@ interface Serving {
   readonly log: Logger;
   /** Callbacks of the app's own server.close(cb): they run once the worker has drained. */
   readonly appClosing: (() => void)[];
-  /** Listening sockets that came before serve() (DISPATCH=shared, first generation). */
   setAppClose(fn: () => void): void;
   setUnready(): void;
 }
@@ -363,17 +360,13 @@ function serve(host: ServerHost, s: Serving): void {
         if (tracker.draining || acceptStopped) (handle as { close(): void }).close();
         else acceptor.start(handle, msg.listener);
         return;
-      case 'copy-listener':
-        if (handle) sendListenerCopy(msg.listener, handle);
-        return;
       case 'peers':
         acceptor?.peers(msg.min);
         return;
-      case 'stop-accepting': {
+      case 'stop-accepting':
         // A shutdown: the primary sweeps what is queued and closes the port last.
         stopAccepting(false);
         return;
-      }
       case 'unready':
         s.setUnready();
         return;
@@ -385,6 +378,7 @@ function serve(host: ServerHost, s: Serving): void {
         drain(msg.reason);
         return;
       case 'init':
+      case 'copy-listener': // answered since the start (runWorker)
         return;
     }
   };
