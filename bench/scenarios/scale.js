@@ -146,7 +146,6 @@ async function reloadOnce(s, message, workers, o = {}) {
     r.configOk = probe.errors === 0 && probe.pids.length > 0 && probe.pids.every((p) => fresh.has(p)) &&
       probe.health.every((h) => String(h.generation) === String(r.generation)) &&
       probe.bodies.length === 1 && probe.bodies[0].trim() === message;
-    r.probedWorkers = probe.pids.length;
     if (!r.configOk) r.probe = probe;
   }
   const p1 = pidTicks(s.pid);
