@@ -7,7 +7,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { FIXTURES, ROOT, envText, pollUntil, processGroup, startBaton } from './helpers/baton.js';
-import { get, startLoad } from './helpers/http.js';
+import { get, metric, startLoad } from './helpers/http.js';
 
 const CLI = join(ROOT, 'dist', 'cli.js');
 
@@ -209,13 +209,8 @@ test.serial('metrics: request counters grow with traffic and never fall across r
   const st = await statusJson(b.dir);
   const metricsPort = st.metrics.port;
   t.is(st.metrics.host, '127.0.0.1');
-  /** @param {string} name */
-  const scrape = async (name) => {
-    const res = await get(metricsPort, '/metrics');
-    t.is(res.status, 200);
-    const line = res.body.split('\n').find((l) => l.startsWith(name));
-    return line ? Number(line.split(' ').pop()) : 0;
-  };
+  /** @param {string} series */
+  const scrape = async (series) => (await metric(metricsPort, series)) ?? 0;
   for (let i = 0; i < 20; i++) await get(b.port, '/');
   // Workers report every second: poll until the 20 requests are counted.
   t.true(await pollUntil(async () => (await scrape('baton_http_requests_total{code="200",protocol="http/1.1"}')) === 20, 5000));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import http from 'node:http';
 import { join } from 'node:path';
 import { FIXTURES, pollUntil, startBaton } from './helpers/baton.js';
-import { get } from './helpers/http.js';
+import { get, metric } from './helpers/http.js';
 
 for (const dispatch of ['primary', 'shared']) {
   test(`DISPATCH=${dispatch}: while one worker's event loop is busy, new connections are answered by the other (at most one waits for the busy one)`, async (t) => {
@@ -90,11 +90,7 @@ test('DISPATCH=shared: the port answers from the listening line on; once a worke
   t.deepEqual(early.map((r) => r.status), Array(10).fill(200), 'sent before any worker was ready: all answered');
   await baton.waitForLog('ready');
   const metricsPort = /** @type {{ port: number }} */ (await baton.waitForLog('metrics at /metrics')).port;
-  const dispatched = async () => {
-    const res = await get(metricsPort, '/metrics');
-    const line = res.body.split('\n').find((l) => l.startsWith('baton_connections_dispatched_total '));
-    return Number(line?.split(' ').pop());
-  };
+  const dispatched = async () => Number(await metric(metricsPort, 'baton_connections_dispatched_total'));
   const before = await dispatched();
   for (let i = 0; i < 100; i++) t.is((await get(port, '/healthz')).status, 200);
   const handed = (await dispatched()) - before;

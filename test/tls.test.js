@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { makeCa } from './helpers/certs.js';
 import { ROOT, pollUntil, startBaton } from './helpers/baton.js';
 import { startH2Load } from './helpers/h2.js';
-import { get, startLoad, waitInFlight } from './helpers/http.js';
+import { get, metric, startLoad, waitInFlight } from './helpers/http.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'baton-certs-'));
 const ca = makeCa(dir);
@@ -266,10 +266,8 @@ test('a certificate expiring within 7 days: a warning at start and at each reloa
   t.is((await baton.reload()).msg, 'reload complete');
   t.truthy(baton.logs.slice(since).find((l) => l.level === 'warn' && /in less than 7 days/.test(String(l.msg))));
   const st = JSON.parse((await cli(baton.dir, ['status', '--json'])).stdout);
-  const metrics = (await get(st.metrics.port, '/metrics')).body;
-  const line = metrics.split('\n').find((l) => l.startsWith('baton_tls_certificate_expiry_seconds '));
-  const expiry = Number(line?.split(' ').pop());
-  t.true(Math.abs(expiry - (Date.now() / 1000 + 3 * 86400)) < 120, `${line}`);
+  const expiry = Number(await metric(st.metrics.port, 'baton_tls_certificate_expiry_seconds'));
+  t.true(Math.abs(expiry - (Date.now() / 1000 + 3 * 86400)) < 120, `expiry ${expiry}`);
 });
 
 test('turning TLS on or off needs a restart: such a reload is refused and the port keeps speaking what it spoke', async (t) => {
@@ -291,7 +289,7 @@ test('failed TLS handshakes are counted', async (t) => {
     }), 'the client did not trust the certificate');
   }
   const st = JSON.parse((await cli(baton.dir, ['status', '--json'])).stdout);
-  const failures = async () => Number((await get(st.metrics.port, '/metrics')).body.split('\n').find((l) => l.startsWith('baton_tls_handshake_failures_total '))?.split(' ').pop());
+  const failures = async () => Number(await metric(st.metrics.port, 'baton_tls_handshake_failures_total'));
   t.true(await pollUntil(async () => (await failures()) >= 2, 5000), `counted ${await failures()}`);
 });
 

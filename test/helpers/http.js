@@ -149,6 +149,18 @@ export function startLoad(port, opts = {}) {
 }
 
 /**
+ * One sample of a Prometheus exposition on `port` (the line that starts with
+ * `series`, a name with its labels), or undefined when it is absent.
+ * @param {number} port @param {string} series
+ */
+export async function metric(port, series) {
+  const res = await get(port, '/metrics');
+  if (res.status !== 200) throw new Error(`GET /metrics: ${res.status}`);
+  const line = res.body.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.split(' ').pop());
+}
+
+/**
  * Polls the health path until the worker answering it has `n` requests in
  * flight (use with WORKERS=1, where one worker answers everything).
  * @param {number} port @param {number} n @param {number} [timeoutMs] @param {string} [ca] over TLS
