@@ -424,6 +424,50 @@ test('upgrade: once the new primary serves, this one hands over and drains as on
   t.is(h.logged('handed over to the new primary: exiting').length, 1);
 });
 
+// DISPATCH=shared: this primary's workers accept from the shared socket
+// until they read their drain, so the hand-over (and `upgrade complete`)
+// waits until each says it stopped, or exited, or the deadline passed.
+test('upgrade (DISPATCH=shared): the hand-over and the reply wait until every old worker has stopped accepting, or exited', async (t) => {
+  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 60_000 }) });
+  await running(h);
+  /** @type {any[]} */
+  const replies = [];
+  h.sup.enqueue({ type: 'upgrade', source: 'test', reply: (o) => replies.push(o) });
+  await h.settle();
+  h.sup.enqueue({ type: 'upgrade-serving', pid: 4242, node: 'v99' });
+  await h.settle();
+  for (const p of h.procs) t.deepEqual(p.sent.at(-1), { type: 'drain', reason: 'reload' }, 'drained at once');
+  t.deepEqual(h.upgrades.slice(1), [], 'no hand-over while old workers may accept');
+  t.deepEqual(replies, []);
+  h.procs[0].events.message({ type: 'stopped-accepting' });
+  await h.settle();
+  t.deepEqual(replies, [], 'one of two has stopped');
+  h.crash(h.procs[1], 0);
+  await h.settle();
+  t.deepEqual(h.upgrades.slice(1), ['handover']);
+  t.deepEqual(replies, [{ ok: true, pid: 4242, node: 'v99' }]);
+  h.drained(h.procs[0]);
+  await h.settle();
+  t.deepEqual(h.exits, [0]);
+  t.deepEqual(h.upgrades.slice(1), ['handover'], 'handed over once');
+});
+
+test('upgrade (DISPATCH=shared): an old worker that never says it stopped accepting delays the hand-over only until the deadline, with a warning', async (t) => {
+  const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 30 }) });
+  await running(h);
+  h.sup.enqueue({ type: 'upgrade', source: 'test' });
+  await h.settle();
+  h.sup.enqueue({ type: 'upgrade-serving', pid: 4242, node: 'v99' });
+  await h.settle();
+  h.procs[0].events.message({ type: 'stopped-accepting' });
+  await h.settle();
+  const deadline = Date.now() + 5000;
+  while (h.upgrades.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  t.deepEqual(h.upgrades.slice(1), ['handover']);
+  const [warning] = h.logged('old workers did not confirm they stopped accepting: handing over without them (each takes new connections until it reads its drain)');
+  t.deepEqual(warning?.workerPids, [h.procs[1].pid]);
+});
+
 test('upgrade: a stop during it kills the new primary, then shuts down as usual', async (t) => {
   const h = harness();
   await running(h);

@@ -89,6 +89,35 @@ test.serial('three baton upgrades under keep-alive + new-connection + slow load:
   t.false(existsSync(join(baton.dir, 'baton.pid')));
 });
 
+// An old primary's workers accept from the shared socket until they read
+// their drain: the reply to an upgrade waits until none of them can take a
+// new connection, as `reload complete` does (see reload.test.js).
+for (const dispatch of ['primary', 'shared']) {
+  test(`DISPATCH=${dispatch}: from the reply to an upgrade on, every new connection is answered by the new primary's workers`, async (t) => {
+    const baton = await startBaton({ t, env: { DISPATCH: dispatch, DRAIN_SPREAD_MS: '0' } });
+    const load = startLoad(baton.port, { keepAlive: 8, newConn: 0, slow: 0 });
+    let newest = baton.pid;
+    try {
+      await load.waitForMore(200);
+      for (let i = 1; i <= 3; i++) {
+        const { response } = await sendRequest(join(baton.dir, 'baton.sock'), { cmd: 'upgrade' }, 30000);
+        const reply = /** @type {any} */ (response);
+        t.true(reply.ok, JSON.stringify(reply));
+        newest = reply.pid;
+        const answers = await Promise.all(Array.from({ length: 8 }, () => get(baton.port, '/healthz')));
+        const generations = answers.map((a) => JSON.parse(a.body).generation);
+        t.deepEqual(generations, generations.map(() => i + 1), `upgrade ${i}: new connections after the reply`);
+        await load.waitForMore(200);
+      }
+    } finally {
+      await load.stop();
+      try { process.kill(newest, 'SIGTERM'); } catch { /* gone */ }
+    }
+    t.is(load.counts.failed, 0, JSON.stringify(load.failures.slice(0, 3)));
+    t.true(await pollUntil(() => processGroup(baton.pid).length === 0, 10000), 'nothing left');
+  });
+}
+
 test('SIGUSR2 upgrades too; a reload asked during an upgrade is refused with a clear reason', async (t) => {
   const baton = await startBaton({ t, env: { APP_MODULE: join(FIXTURES, 'slow-boot.mjs'), BOOT_MS: '100' } });
   // The new primary's workers take 4 s to boot: the upgrade is in progress

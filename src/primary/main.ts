@@ -283,7 +283,11 @@ export async function runPrimary(argv: readonly string[]): Promise<void> {
         args: primaryArgs(process.argv),
         cwd: appDir,
       }, {
-        serving: (pid, nodeVersion) => sup.enqueue({ type: 'upgrade-serving', pid, node: nodeVersion }),
+        serving: (pid, nodeVersion) => {
+          // It serves: the boot deadline is over, whatever the hand-over waits for.
+          clearTimeout(successorTimer);
+          sup.enqueue({ type: 'upgrade-serving', pid, node: nodeVersion });
+        },
         failed: (reason, exitCode) => { clearTimeout(successorTimer); sup.enqueue({ type: 'upgrade-failed', reason, exitCode }); },
         owner: () => ownerAcked(),
       });

@@ -21,7 +21,9 @@
 //
 // An upgrade ends in `stopping` too once the new primary serves: this one
 // drains its workers as on a reload (no readiness 503, no shutdown delay)
-// and exits 0, leaving the shared sockets and files to its successor.
+// and exits 0, leaving the shared sockets and files to its successor. With
+// DISPATCH=shared it hands over the control socket (and answers `baton
+// upgrade`) once its workers have stopped accepting, as a reload completes.
 import { availableParallelism } from 'node:os';
 import { diffConfig, shadowedKeys, type ConfigError, type LoadedConfig, type LoadResult, type LogFormat } from '../config.js';
 import type { Logger } from '../log.js';
@@ -178,6 +180,8 @@ export class Supervisor {
   private scaleOverride: number | undefined;
   private lastReload: ReloadRecord | null = null;
   private upgradeReply: ((o: UpgradeOutcome) => void) | undefined;
+  /** The new primary serves; it gets the control socket once this one's workers stopped accepting. */
+  private pendingHandOver: { readonly pid: number; readonly node: string } | undefined;
   /** Draining because a new primary took over (not a shutdown). */
   private handedOver = false;
   private readonly startedAt: number;
@@ -290,6 +294,7 @@ export class Supervisor {
         this.deps.log.info({ sweptConnections: ev.accepted, sweepMs: ev.ms }, 'stopped accepting new connections');
         return this.drainAll();
       case 'old-stopped-accepting':
+        if (this.state === 'stopping') return this.completeHandOver(ev.late);
         if (this.state !== 'reloading' || this.switching?.id !== ev.generation) return;
         if (ev.late.length > 0) {
           log.warn({ workerPids: ev.late.map((w) => w.pid), workerGeneration: ev.late[0]?.gen.id },
@@ -359,17 +364,41 @@ export class Supervisor {
     if (this.state !== 'upgrading') return;
     const log = this.deps.log;
     log.info({ newPrimary: pid, node }, 'the new primary serves: handing over, draining this one');
-    this.deps.upgrader?.handOver();
-    this.upgradeReply?.({ ok: true, pid, node });
-    this.upgradeReply = undefined;
     // As on a reload: the new primary serves, this one's workers drain.
     this.state = 'stopping';
     this.handedOver = true;
     this.stopStartedAt = this.deps.clock.now();
     this.endPendingReloads('the primary was upgraded');
     this.deps.stopAccepting();
-    if (this.current) this.retire(this.current, 'reload');
+    const current = this.current;
+    const oldServing = current ? [...current.workers].filter((w) => w.state === 'ready') : [];
+    if (current) this.retire(current, 'reload');
+    // DISPATCH=shared: this primary's workers accept from the shared socket
+    // until they read their drain. The hand-over (and the reply: `upgrade
+    // complete`) waits until none of them can take a new connection, as a
+    // reload's `reload complete` does.
+    this.pendingHandOver = { pid, node };
+    const { dispatcher } = this.deps;
+    if (dispatcher.whenStoppedAccepting && current && oldServing.length > 0) {
+      dispatcher.whenStoppedAccepting(oldServing, (late) => this.enqueue({ type: 'old-stopped-accepting', generation: current.id, late }));
+    } else {
+      this.completeHandOver([]);
+    }
     if (this.live.size === 0) this.finish();
+  }
+
+  /** Give the new primary the control socket, metrics and PID file, and answer `baton upgrade`. */
+  private completeHandOver(late: readonly WorkerHandle[]): void {
+    const pending = this.pendingHandOver;
+    if (!pending) return;
+    this.pendingHandOver = undefined;
+    if (late.length > 0) {
+      this.deps.log.warn({ workerPids: late.map((w) => w.pid), workerGeneration: late[0]?.gen.id },
+        'old workers did not confirm they stopped accepting: handing over without them (each takes new connections until it reads its drain)');
+    }
+    this.deps.upgrader?.handOver();
+    this.upgradeReply?.({ ok: true, ...pending });
+    this.upgradeReply = undefined;
   }
 
   private onUpgradeFailed(reason: string, exitCode: number): void {
@@ -865,6 +894,8 @@ export class Supervisor {
   }
 
   private finish(): void {
+    // Every worker is gone: none accepts any more.
+    this.completeHandOver([]);
     this.state = 'stopped';
     const durationMs = Math.round(this.deps.clock.now() - this.stopStartedAt);
     const msg = this.handedOver ? (this.exitCode === EXIT.ok ? 'handed over to the new primary: exiting' : 'handed over to the new primary: exiting with errors')
