@@ -33,8 +33,10 @@ test('each client address lands on one worker, every connection; the clients are
   for (const [address, pids] of seen) t.is(pids.size, 1, `${address} went to ${[...pids]}`);
   const workers = new Set([...seen.values()].flatMap((p) => [...p]));
   t.is(workers.size, 2, 'both workers hold clients');
-  // Without STICKY the same client goes round-robin.
-  const plain = await startBaton({ t, env: { WORKERS: '2' } });
+  // Without STICKY the primary hands the same client's connections out in
+  // turn. (DISPATCH=shared, the default, promises no order: the least-loaded
+  // worker, or whichever accepts first.)
+  const plain = await startBaton({ t, env: { WORKERS: '2', DISPATCH: 'primary' } });
   const pids = new Set();
   for (let i = 0; i < 6; i++) pids.add(await pidFrom(plain.port, '127.0.0.2'));
   t.is(pids.size, 2);
