@@ -403,8 +403,8 @@ test('upgrade: a reload or a second upgrade meanwhile is refused; a failed new p
   t.is(h.procs.filter((p) => p.alive).length, 2, 'its workers never heard of it');
 });
 
-test('upgrade: once the new primary serves, this one hands over and drains as on a reload (no shutdown), then exits 0', async (t) => {
-  const h = harness();
+/** A running primary asked to upgrade, whose new primary (4242, Node v99) now serves; resolves with the upgrade's replies so far. @param {ReturnType<typeof harness>} h */
+async function upgradeServing(h) {
   await running(h);
   /** @type {any[]} */
   const replies = [];
@@ -412,6 +412,12 @@ test('upgrade: once the new primary serves, this one hands over and drains as on
   await h.settle();
   h.sup.enqueue({ type: 'upgrade-serving', pid: 4242, node: 'v99' });
   await h.settle();
+  return replies;
+}
+
+test('upgrade: once the new primary serves, this one hands over and drains as on a reload (no shutdown), then exits 0', async (t) => {
+  const h = harness();
+  const replies = await upgradeServing(h);
   t.deepEqual(replies, [{ ok: true, pid: 4242, node: 'v99' }]);
   t.deepEqual(h.upgrades.slice(1), ['handover']);
   t.is(h.stoppedAccepting, 1);
@@ -429,13 +435,7 @@ test('upgrade: once the new primary serves, this one hands over and drains as on
 // waits until each says it stopped, or exited, or the deadline passed.
 test('upgrade (DISPATCH=shared): the hand-over and the reply wait until every old worker has stopped accepting, or exited', async (t) => {
   const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 60_000 }) });
-  await running(h);
-  /** @type {any[]} */
-  const replies = [];
-  h.sup.enqueue({ type: 'upgrade', source: 'test', reply: (o) => replies.push(o) });
-  await h.settle();
-  h.sup.enqueue({ type: 'upgrade-serving', pid: 4242, node: 'v99' });
-  await h.settle();
+  const replies = await upgradeServing(h);
   for (const p of h.procs) t.deepEqual(p.sent.at(-1), { type: 'drain', reason: 'reload' }, 'drained at once');
   t.deepEqual(h.upgrades.slice(1), [], 'no hand-over while old workers may accept');
   t.deepEqual(replies, []);
@@ -454,11 +454,7 @@ test('upgrade (DISPATCH=shared): the hand-over and the reply wait until every ol
 
 test('upgrade (DISPATCH=shared): an old worker that never says it stopped accepting delays the hand-over only until the deadline, with a warning', async (t) => {
   const h = harness({}, { dispatcher: new SharedAccept(() => [], undefined, { stopAcceptingMs: 250, switchMs: 30 }) });
-  await running(h);
-  h.sup.enqueue({ type: 'upgrade', source: 'test' });
-  await h.settle();
-  h.sup.enqueue({ type: 'upgrade-serving', pid: 4242, node: 'v99' });
-  await h.settle();
+  await upgradeServing(h);
   h.procs[0].events.message({ type: 'stopped-accepting' });
   await h.settle();
   const deadline = Date.now() + 5000;
