@@ -400,6 +400,8 @@ export async function reloadBatonTimed(s, message, t0, o = {}) {
     r.outcome = ready.obj.msg === 'reload complete' ? 'complete' : ready.obj.msg.replace('reload ', '');
     r.reason = ready.obj.reason ?? ready.obj.err?.message;
     r.generation = ready.obj.generation;
+    // The new generation's pids, as its 'reload complete' line names them.
+    if (Array.isArray(ready.obj.workers)) r.workers = ready.obj.workers;
     r.readyAt = ready.at - t0;
     // Observed: our SIGHUP -> the "reload complete" line arriving. baton's own durationMs is kept too.
     r.readyMs = round(ready.at - signalAbs);
