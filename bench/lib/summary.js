@@ -381,7 +381,7 @@ export function evaluateTargets(r, modules = []) {
 
   const readyMax = maxOf([rl?.readyMs?.max, so?.readyMs?.max]);
   add('reload-time', 'reload signal -> new generation ready (max)', readyMax == null ? null : fmtMs(readyMax), '<= 1000 ms', readyMax == null ? (rl || so ? false : null) : readyMax <= 1000);
-  add('reload-config', 'new config on every worker after each reload', rl ? (rl.configOkAll ? 'yes' : 'NO') : null, 'yes', rl ? rl.configOkAll : null);
+  add('reload-config', 'new config on every answer, from the new workers, after each reload', rl ? (rl.configOkAll ? 'yes' : 'NO') : null, 'yes', rl ? rl.configOkAll : null);
 
   const g = so?.rss?.growthKb;
   add('soak-rss', 'soak primary RSS growth', g == null ? null : `${(g / 1024).toFixed(2)} MB`, '< 5 MB', g == null ? (so ? false : null) : g < 5 * 1024);

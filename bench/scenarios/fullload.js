@@ -176,7 +176,7 @@ export function targets(x, add) {
   const shown = tr == null ? null : v.secondPass == null ? `${tr.toFixed(2)}x` : `${tr.toFixed(2)}x (passes ${v.firstPass.toFixed(2)}x, ${v.secondPass.toFixed(2)}x)`;
   add('fullload-vs-pm2', 'full load with reloads: answers/s vs PM2', shown, '>= 1.15x', tr == null ? null : tr >= 1.15);
   const configOk = b ? b.configOkAll && (b2?.configOkAll ?? true) : null;
-  add('fullload-config', 'full load: new config on every worker after each reload', b ? (configOk ? 'yes' : 'NO') : null, 'yes', configOk);
+  add('fullload-config', 'full load: new config on every answer, from the new workers, after each reload', b ? (configOk ? 'yes' : 'NO') : null, 'yes', configOk);
 }
 
 /** @param {any} x @returns {string[]} */
