@@ -294,12 +294,13 @@ export class Supervisor {
         this.deps.log.info({ sweptConnections: ev.accepted, sweepMs: ev.ms }, 'stopped accepting new connections');
         return this.drainAll();
       case 'old-stopped-accepting':
-        if (this.state === 'stopping') return this.completeHandOver(ev.late);
-        if (this.state !== 'reloading' || this.switching?.id !== ev.generation) return;
-        if (ev.late.length > 0) {
-          log.warn({ workerPids: ev.late.map((w) => w.pid), workerGeneration: ev.late[0]?.gen.id },
-            'old workers did not confirm they stopped accepting: the reload completes without them (each takes new connections until it reads its drain)');
+        if (this.state === 'stopping') {
+          if (!this.pendingHandOver) return;
+          this.warnLate(ev.late, 'handing over without them');
+          return this.completeHandOver();
         }
+        if (this.state !== 'reloading' || this.switching?.id !== ev.generation) return;
+        this.warnLate(ev.late, 'the reload completes without them');
         return this.completeReload(this.switching);
       case 'force-exit':
         if (this.state !== 'stopped') this.finish();
@@ -370,32 +371,19 @@ export class Supervisor {
     this.stopStartedAt = this.deps.clock.now();
     this.endPendingReloads('the primary was upgraded');
     this.deps.stopAccepting();
-    const current = this.current;
-    const oldServing = current ? [...current.workers].filter((w) => w.state === 'ready') : [];
-    if (current) this.retire(current, 'reload');
-    // DISPATCH=shared: this primary's workers accept from the shared socket
-    // until they read their drain. The hand-over (and the reply: `upgrade
-    // complete`) waits until none of them can take a new connection, as a
-    // reload's `reload complete` does.
+    // The hand-over (and the reply: `upgrade complete`) waits, as a
+    // reload's `reload complete` does, until none of this primary's workers
+    // can take a new connection.
     this.pendingHandOver = { pid, node };
-    const { dispatcher } = this.deps;
-    if (dispatcher.whenStoppedAccepting && current && oldServing.length > 0) {
-      dispatcher.whenStoppedAccepting(oldServing, (late) => this.enqueue({ type: 'old-stopped-accepting', generation: current.id, late }));
-    } else {
-      this.completeHandOver([]);
-    }
+    if (!this.current || !this.retireWatchingAccept(this.current, this.current.id)) this.completeHandOver();
     if (this.live.size === 0) this.finish();
   }
 
   /** Give the new primary the control socket, metrics and PID file, and answer `baton upgrade`. */
-  private completeHandOver(late: readonly WorkerHandle[]): void {
+  private completeHandOver(): void {
     const pending = this.pendingHandOver;
     if (!pending) return;
     this.pendingHandOver = undefined;
-    if (late.length > 0) {
-      this.deps.log.warn({ workerPids: late.map((w) => w.pid), workerGeneration: late[0]?.gen.id },
-        'old workers did not confirm they stopped accepting: handing over without them (each takes new connections until it reads its drain)');
-    }
     this.deps.upgrader?.handOver();
     this.upgradeReply?.({ ok: true, ...pending });
     this.upgradeReply = undefined;
@@ -458,21 +446,39 @@ export class Supervisor {
     log.level = gen.config.logLevel;
     this.deps.dispatcher.setTargets(gen.ready());
     if (old) {
-      const oldServing = [...old.workers].filter((w) => w.state === 'ready');
-      this.retire(old, 'reload');
-      // DISPATCH=shared: the old workers accept until they read their drain.
-      // The reload is complete (and says so) once none of them can take a
-      // new connection; until then the state stays `reloading`.
-      const { dispatcher } = this.deps;
-      if (!dispatcher.whenStoppedAccepting) return this.completeReload(gen);
+      // The reload is complete (and says so) once none of the old workers
+      // can take a new connection; until then the state stays `reloading`.
+      if (!this.retireWatchingAccept(old, gen.id)) return this.completeReload(gen);
       this.switching = gen;
-      dispatcher.whenStoppedAccepting(oldServing, (late) => this.enqueue({ type: 'old-stopped-accepting', generation: gen.id, late }));
       return;
     }
     this.state = 'running';
     log.info({ ...this.deps.address(), listeners: this.deps.listeners(), ...this.readyFields(gen) }, 'ready');
     this.tell((o) => o.ready?.(gen.id));
     this.runQueuedReload();
+  }
+
+  /**
+   * Drains `gen` as a reload does. DISPATCH=shared: its serving workers
+   * accept from the shared socket until they read their drain, so
+   * `old-stopped-accepting` (for `generation`: the one that switches in, or
+   * on an upgrade `gen` itself) comes once none of them can (true); false
+   * when there is nothing to wait for.
+   */
+  private retireWatchingAccept(gen: Generation, generation: number): boolean {
+    const serving = [...gen.workers].filter((w) => w.state === 'ready');
+    this.retire(gen, 'reload');
+    const { dispatcher } = this.deps;
+    if (!dispatcher.whenStoppedAccepting || serving.length === 0) return false;
+    dispatcher.whenStoppedAccepting(serving, (late) => this.enqueue({ type: 'old-stopped-accepting', generation, late }));
+    return true;
+  }
+
+  /** Old workers the primary did not hear from within the deadline (stuck in a request). */
+  private warnLate(late: readonly WorkerHandle[], outcome: string): void {
+    if (late.length === 0) return;
+    this.deps.log.warn({ workerPids: late.map((w) => w.pid), workerGeneration: late[0]?.gen.id },
+      `old workers did not confirm they stopped accepting: ${outcome} (each takes new connections until it reads its drain)`);
   }
 
   private completeReload(gen: Generation): void {
@@ -895,7 +901,7 @@ export class Supervisor {
 
   private finish(): void {
     // Every worker is gone: none accepts any more.
-    this.completeHandOver([]);
+    this.completeHandOver();
     this.state = 'stopped';
     const durationMs = Math.round(this.deps.clock.now() - this.stopStartedAt);
     const msg = this.handedOver ? (this.exitCode === EXIT.ok ? 'handed over to the new primary: exiting' : 'handed over to the new primary: exiting with errors')
