@@ -370,7 +370,7 @@ async function reloadFor(name, maxRps) {
       for (let i = 1; i <= O.reloads; i++) {
         const r = await doReload(name, s, i, t0);
         reloads.push(r);
-        if (!r.configOk || r.outcome !== 'complete') say(`  ${name} reload ${i}: ${r.outcome}${r.configOk ? '' : ', config NOT on every worker'} ${JSON.stringify(r.probe)} ${r.error ?? ''}`);
+        if (!r.configOk || r.outcome !== 'complete') say(`  ${name} reload ${i}: ${r.outcome}${r.configOk ? '' : ', config check failed'} ${JSON.stringify(r.probe)} ${r.error ?? ''}`);
         await sleep(i === O.reloads ? P.tailMs : P.gapMs);
       }
     });

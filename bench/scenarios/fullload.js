@@ -91,7 +91,7 @@ async function runOne(ctx, srv, count, vars) {
           const at = performance.now();
           const r = await ctx.doReload(srv, s, i, rec.t0);
           done.push(r);
-          if (!r.configOk) say(`  ${srv} reload ${i}: ${r.outcome}${r.configOk ? '' : ', config NOT on every worker'} ${r.error ?? ''}`);
+          if (!r.configOk) say(`  ${srv} reload ${i}: ${r.outcome}, config check failed ${r.error ?? ''}`);
           // The next reload 3 s after this one's signal, or at once when this
           // one took longer (a reload is never stacked on one in progress).
           await sleep(Math.max(0, PARAMS.periodMs - (performance.now() - at)));

@@ -128,7 +128,6 @@ async function reloadOnce(s, message, workers, o = {}) {
       const pids = Array.isArray(line.workers) ? line.workers : [];
       const ticks = pids.map(pidTicks);
       boot.newWorkers = pids.length;
-      boot.newPids = pids;
       boot.bootCpuMs = ticks.every((t) => t != null) && pids.length ? ticks.reduce((a, b) => (a ?? 0) + (b ?? 0), 0) * TICK_MS : null;
     },
   });
@@ -142,7 +141,7 @@ async function reloadOnce(s, message, workers, o = {}) {
     // under load one holding more of the client's keep-alive connections
     // may get none; the count of workers is checked below, by pid.
     const probe = await probeWorkers(s.port, { want: workers, maxTries: 36 + 24 * workers });
-    const fresh = new Set(boot.newPids ?? []);
+    const fresh = new Set(r.workers ?? []);
     r.configOk = probe.errors === 0 && probe.pids.length > 0 && probe.pids.every((p) => fresh.has(p)) &&
       probe.health.every((h) => String(h.generation) === String(r.generation)) &&
       probe.bodies.length === 1 && probe.bodies[0].trim() === message;
@@ -154,7 +153,7 @@ async function reloadOnce(s, message, workers, o = {}) {
   // and the primary's children are the new generation's workers.
   const children = childPids(s.pid);
   r.children = children.length;
-  r.workersOk = r.children === workers && (boot.newPids === undefined || children.every((p) => boot.newPids.includes(p)));
+  r.workersOk = r.children === workers && (r.workers === undefined || children.every((p) => r.workers.includes(p)));
   return r;
 }
 
